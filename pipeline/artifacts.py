@@ -1,0 +1,40 @@
+"""Reading and writing what the stages hand each other, in one place so their layouts agree."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.io import load_arrays, read_json
+
+SPLITS = ("train", "val", "test")
+PREPARED_DIR = Path("data/prepared")
+FEATURES_DIR = Path("data/features")
+TRAIN_RESULTS_DIR = Path("results/train")
+EXTRACT_METRICS_DIR = Path("results/extract")
+
+
+def feature_dir(extractor: str) -> Path:
+    return FEATURES_DIR / extractor
+
+
+def train_dir(classifier: str, feature_set: str) -> Path:
+    return TRAIN_RESULTS_DIR / f"{classifier}-{feature_set}"
+
+
+def load_prepared(prepared_dir: Path = PREPARED_DIR) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+    """(meta, {split: {"images", "labels"}})"""
+    if not (prepared_dir / "meta.json").exists():
+        raise FileNotFoundError(f"{prepared_dir} holds no prepared data; run the `prepare` stage first (dvc repro)")
+    return read_json(prepared_dir / "meta.json"), {split: load_arrays(prepared_dir / f"{split}.npz") for split in SPLITS}
+
+
+def load_feature_set(members: list[str]) -> dict[str, np.ndarray]:
+    """{split: (n, sum of member dims) float32}, members' features concatenated in the given order."""
+    per_member = []
+    for member in members:
+        path = feature_dir(member) / "features.npz"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing; run `dvc repro extract@{member}` first")
+        per_member.append(load_arrays(path))
+    return {split: np.concatenate([arrays[split] for arrays in per_member], axis=1) for split in SPLITS}

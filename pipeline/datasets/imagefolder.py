@@ -1,0 +1,270 @@
+"""Image-folder data source: one sub-folder of images per class, from a directory or an archive.
+
+Accepted layouts, optionally inside one wrapping folder (`cifar10/train/cat/0001.jpg`):
+    <root>/<class>/<image>                  no given test split: RawDataset.test is None
+    <root>/train/<class>/<image>            test/ is optional
+    <root>/test/<class>/<image>
+Archives are read member by member straight from the tar or zip stream: for tens of thousands of
+small images one pass over the compressed stream is far faster than extracting them to disk.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import numbers
+import os
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from pipeline.datasets import DataError, ImageSet, RawDataset
+from pipeline.datasets.archives import (
+    ARCHIVE_SUFFIXES,
+    TAR_READ_ERRORS,
+    ZIP_READ_ERRORS,
+    archive_kind,
+    member_parts,
+    sha256_file,
+)
+
+SPLIT_NAMES = ("train", "test")
+_LAYOUTS_HELP = "expected <root>/<class>/<image> or <root>/train|test/<class>/<image>"
+
+# A path as a tuple of its components, relative to the directory or archive root.
+Parts = tuple[str, ...]
+# What a reader yields: a folder (data None) or an image file with its bytes.
+Entry = tuple[Parts, bytes | None]
+
+
+def load_imagefolder(
+    path: str | os.PathLike,
+    image_size: int = 32,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> RawDataset:
+    """Read every image under `path` as RGB uint8 (image_size, image_size, 3), labelled by its folder.
+
+    path : a directory, or a .tar, .tar.gz/.tgz or .zip archive of one.
+    Class names are the sorted class-folder names; images are ordered by path within each split,
+    so two loads of the same data give byte-identical arrays. Hidden files and folders (names
+    starting with '.') and `__MACOSX` folders are skipped.
+    seed, cache_dir : accepted so that every data source takes the same arguments; an image folder
+    needs neither (the order comes from the paths, and archives are read in place, never extracted).
+    checksum : sha256 of the archive file, or for a directory a sha256 over the sorted
+    (relative path, file sha256) pairs of the images read.
+    """
+    del seed, cache_dir  # see the docstring
+    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 1:
+        raise DataError(f"image_size must be a positive integer number of pixels, got {image_size!r}")
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"image folder {path} does not exist")
+    is_directory = path.is_dir()
+    if is_directory:
+        total, entries = _directory_entries(path)
+    elif archive_kind(path) == "tar":
+        total, entries = None, _tar_entries(path)
+    elif archive_kind(path) == "zip":
+        total, entries = _zip_entries(path)
+    else:
+        raise DataError(
+            f"{path}: unsupported archive type; give a directory or one of {', '.join(ARCHIVE_SUFFIXES)}"
+        )
+
+    decoded: dict[Parts, np.ndarray] = {}
+    folders: set[Parts] = set()
+    file_sha256: dict[Parts, str] = {}
+    with closing(entries):  # on a bad image, close the archive now rather than when the traceback is freed
+        for parts, data in tqdm(entries, total=total, desc=f"reading {path.name}", unit="file", disable=not progress):
+            if data is None:
+                folders.add(parts)
+                continue
+            try:
+                decoded[parts] = _decode_image(data, image_size)
+            except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ... for bad files
+                reason = f"{type(error).__name__}: {error}"
+                raise DataError(f"cannot read image {_shown_name(path, parts)}: {reason}") from None
+            if is_directory:
+                file_sha256[parts] = hashlib.sha256(data).hexdigest()
+
+    splits = _layout(decoded.keys(), folders, path)
+    class_names = sorted(splits["train"])
+    image_sets = {split: _image_set(classes, class_names, decoded) for split, classes in splits.items()}
+    return RawDataset(
+        class_names=class_names,
+        train=image_sets["train"],
+        test=image_sets.get("test"),
+        source=f"imagefolder:{path}",
+        checksum=_directory_checksum(file_sha256) if is_directory else sha256_file(path),
+    )
+
+
+def _is_skipped(parts: Parts) -> bool:
+    """Hidden files (.DS_Store, ._x AppleDouble) and macOS zip metadata are not data."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in parts)
+
+
+def _shown_name(path: Path, parts: Parts) -> str:
+    joined = "/".join(parts)
+    return str(path / joined) if path.is_dir() else f"{path}:{joined}"
+
+
+def _directory_entries(root: Path) -> tuple[int, Iterator[Entry]]:
+    """Every folder and file under root, listed first so the progress bar knows the total."""
+    folders: list[Parts] = []
+    files: list[Parts] = []
+    seen_real_paths = set()
+    # followlinks: subsets are often built from symlinked class folders; seen_real_paths stops cycles.
+    for current, dir_names, file_names in os.walk(root, followlinks=True):
+        real_path = os.path.realpath(current)
+        if real_path in seen_real_paths:
+            dir_names.clear()
+            continue
+        seen_real_paths.add(real_path)
+        relative = Path(current).relative_to(root).parts
+        dir_names[:] = sorted(name for name in dir_names if not _is_skipped((name,)))
+        folders.extend(relative + (name,) for name in dir_names)
+        files.extend(relative + (name,) for name in sorted(file_names) if not _is_skipped((name,)))
+
+    def entries() -> Iterator[Entry]:
+        for parts in folders:
+            yield parts, None
+        for parts in files:
+            try:
+                yield parts, root.joinpath(*parts).read_bytes()
+            except OSError as error:
+                raise DataError(f"cannot read {root.joinpath(*parts)}: {error}") from None
+
+    return len(folders) + len(files), entries()
+
+
+def _tar_entries(archive_path: Path) -> Iterator[Entry]:
+    try:
+        # "r|*": one sequential pass over the compressed stream, no seeking back for each member.
+        with tarfile.open(archive_path, "r|*") as archive:
+            for member in archive:
+                parts = member_parts(member.name)
+                if not parts or _is_skipped(parts):
+                    continue
+                if member.isdir():
+                    yield parts, None
+                elif member.isfile():
+                    yield parts, archive.extractfile(member).read()
+                else:
+                    raise DataError(
+                        f"{archive_path}:{member.name} is a link or special file; "
+                        "an image folder archive may hold only regular files and folders"
+                    )
+    except TAR_READ_ERRORS as error:
+        raise DataError(f"{archive_path} is not a readable tar archive: {error}") from None
+
+
+def _zip_entries(archive_path: Path) -> tuple[int, Iterator[Entry]]:
+    try:
+        archive = zipfile.ZipFile(archive_path)
+    except ZIP_READ_ERRORS as error:
+        raise DataError(f"{archive_path} is not a readable zip archive: {error}") from None
+    members = [member for member in archive.infolist() if not _is_skipped(member_parts(member.filename))]
+
+    def entries() -> Iterator[Entry]:
+        with archive:
+            for member in members:
+                parts = member_parts(member.filename)
+                if not parts:
+                    continue
+                try:
+                    yield parts, None if member.is_dir() else archive.read(member)
+                except ZIP_READ_ERRORS as error:
+                    raise DataError(f"{archive_path}:{member.filename} cannot be read: {error}") from None
+
+    return len(members), entries()
+
+
+def _decode_image(data: bytes, image_size: int) -> np.ndarray:
+    """Any image Pillow reads -> (image_size, image_size, 3) uint8, the whole image squashed to a square."""
+    with Image.open(io.BytesIO(data)) as image:
+        if image.format == "JPEG" and min(image.size) >= 2 * image_size:
+            # Decode big JPEGs at a reduced DCT scale: much faster, and we downsample anyway.
+            image.draft("RGB", (image_size, image_size))
+        if "exif" in image.info:  # photos store their rotation in EXIF; only then pay for reading it
+            image = ImageOps.exif_transpose(image)
+        rgb = _to_rgb(image)
+        if rgb.size != (image_size, image_size):
+            rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        return np.asarray(rgb, dtype=np.uint8)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I;16") or image.mode == "I":
+        # Pillow's own conversion clips 16-bit values at 255, turning most pixels white; rescale instead.
+        # 32-bit "I" is what older Pillow opened 16-bit PNGs as, so it is read as 16-bit too.
+        values = np.asarray(image).astype(np.float64)
+        image = Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8))
+    return image.convert("RGB")
+
+
+def _layout(image_paths, folders: set[Parts], path: Path) -> dict[str, dict[str, list[Parts]]]:
+    """{'train': {class: [image paths]}, optionally 'test': {...}}; flat layouts come back as 'train'."""
+    image_paths = list(image_paths)
+    if not image_paths:
+        raise DataError(f"no images found in {path}; {_LAYOUTS_HELP}")
+    tops = {parts[0] for parts in image_paths}
+    wrapper: Parts = ()
+    if len(tops) == 1 and not tops & set(SPLIT_NAMES) and all(len(parts) >= 3 for parts in image_paths):
+        wrapper = (tops.pop(),)
+        tops = {parts[1] for parts in image_paths}
+    depth = len(wrapper)
+    is_split = bool(tops & set(SPLIT_NAMES))
+    class_depth = depth + (2 if is_split else 1)
+
+    splits: dict[str, dict[str, list[Parts]]] = {}
+    for parts in sorted(image_paths):
+        split = parts[depth] if is_split else "train"
+        if len(parts) != class_depth + 1 or split not in SPLIT_NAMES:
+            raise DataError(f"{_shown_name(path, parts)} does not fit an image-folder layout; {_LAYOUTS_HELP}")
+        splits.setdefault(split, {}).setdefault(parts[class_depth - 1], []).append(parts)
+
+    for folder in sorted(folders):
+        if len(folder) != class_depth or folder[:depth] != wrapper:
+            continue
+        split = folder[depth] if is_split else "train"
+        if split in SPLIT_NAMES and folder[-1] not in splits.get(split, {}):
+            raise DataError(f"class folder {_shown_name(path, folder)} holds no images; add some or delete it")
+
+    if "train" not in splits:
+        raise DataError(f"{path} has a test/ folder but no train/ folder; {_LAYOUTS_HELP}")
+    train_classes = sorted(splits["train"])
+    if len(train_classes) < 2:
+        raise DataError(f"{path} has a single class ({train_classes[0]!r}); a classifier needs at least two")
+    if "test" in splits and set(splits["test"]) != set(train_classes):
+        only_train = sorted(set(train_classes) - set(splits["test"]))
+        only_test = sorted(set(splits["test"]) - set(train_classes))
+        raise DataError(
+            f"{path}: train/ and test/ must hold the same class folders; "
+            f"only in train: {only_train}, only in test: {only_test}"
+        )
+    return splits
+
+
+def _image_set(classes: dict[str, list[Parts]], class_names: list[str], decoded: dict[Parts, np.ndarray]) -> ImageSet:
+    ordered = sorted((parts, class_names.index(name)) for name, paths in classes.items() for parts in paths)
+    return ImageSet(
+        images=np.stack([decoded[parts] for parts, _ in ordered]),
+        labels=np.array([label for _, label in ordered], dtype=np.int64),
+    )
+
+
+def _directory_checksum(file_sha256: dict[Parts, str]) -> str:
+    digest = hashlib.sha256()
+    for parts in sorted(file_sha256, key="/".join):
+        digest.update(f"{'/'.join(parts)}\0{file_sha256[parts]}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()

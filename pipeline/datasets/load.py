@@ -1,0 +1,71 @@
+"""Pick the data source named in params and split it into train / val / test, stratified by seed."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from pipeline.datasets import DataError, ImageSet, RawDataset
+
+
+@dataclass
+class PreparedDataset:
+    class_names: list[str]
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    source: str
+    checksum: str
+
+
+def load_raw(data, seed: int) -> RawDataset:
+    """`data` is the params' DataParams; the import is local so one source's needs never slow another."""
+    if data.name == "shapes":
+        from pipeline.datasets.shapes import make_shapes
+
+        return make_shapes(image_size=data.image_size, seed=seed, **data.shapes)
+    if data.name == "cifar10":
+        from pipeline.datasets.cifar10 import load_cifar10
+
+        return load_cifar10(cache_dir=data.raw_dir, archive=data.path)
+    if data.name == "imagefolder":
+        from pipeline.datasets.imagefolder import load_imagefolder
+
+        return load_imagefolder(data.path, image_size=data.image_size, seed=seed)
+    raise DataError(f"data.name must be shapes, cifar10 or imagefolder; got {data.name!r}")
+
+
+def dataset_label(data) -> str:
+    """The name runs are grouped under: shapes, cifar10, or the image folder's own name."""
+    if data.name != "imagefolder":
+        return data.name
+    name = Path(data.path).name
+    for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def stratified_split(images: ImageSet, fraction: float, seed: int, what: str) -> tuple[ImageSet, ImageSet]:
+    """(rest, held_out) with `fraction` of each class held out."""
+    counts = np.bincount(images.labels)
+    if (counts[counts > 0] < 2).any():
+        raise DataError(f"every class needs at least 2 images to carve a {what} split; some have {counts.min()}")
+    try:
+        rest, held = train_test_split(np.arange(len(images)), test_size=fraction, random_state=seed, stratify=images.labels)
+    except ValueError as error:
+        raise DataError(f"cannot carve a {what} split of {fraction:.0%} from {len(images)} images: {error}") from None
+    rest, held = np.sort(rest), np.sort(held)
+    return ImageSet(images.images[rest], images.labels[rest]), ImageSet(images.images[held], images.labels[held])
+
+
+def prepare_splits(raw: RawDataset, val_fraction: float, test_fraction: float, seed: int) -> PreparedDataset:
+    if len(raw.class_names) < 2:
+        raise DataError(f"a classification data set needs at least 2 classes; found {raw.class_names}")
+    train, test = raw.train, raw.test
+    if test is None:
+        train, test = stratified_split(train, test_fraction, seed, "test")
+    train, val = stratified_split(train, val_fraction, seed, "validation")
+    return PreparedDataset(raw.class_names, train, val, test, raw.source, raw.checksum)

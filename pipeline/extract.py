@@ -1,0 +1,67 @@
+"""Stage `extract@NAME`: fit one extractor on the train split and transform every split."""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from features import get_extractor
+from pipeline.artifacts import EXTRACT_METRICS_DIR, SPLITS, feature_dir, load_prepared
+from pipeline.io import atomic_directory, save_arrays, write_json
+from pipeline.params import ParamsError, load_params
+from pipeline.stage import run_stage
+
+
+def transform_in_batches(extractor, images: np.ndarray, batch_size: int, description: str) -> np.ndarray:
+    """Transform with a progress bar, a batch at a time, so memory stays bounded by the batch."""
+    parts = [
+        extractor.transform(images[start : start + batch_size])
+        for start in tqdm(range(0, len(images), batch_size), desc=description, unit="batch", leave=False)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, extractor.output_dim(images.shape[1:])), np.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.extract", description=__doc__)
+    parser.add_argument("name", help="extractor name, a key under `extractors` in params.yaml")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    if args.name not in params.extractors:
+        raise ParamsError(f"extractor {args.name!r} is not configured under `extractors` in {args.params}")
+    extractor = get_extractor(args.name, **params.extractors[args.name])
+    meta, splits = load_prepared()
+    dim = extractor.output_dim(tuple(meta["image_shape"]))  # refuses impossible sizes before any work
+
+    start = time.perf_counter()
+    extractor.fit(splits["train"]["images"])
+    fit_seconds = time.perf_counter() - start
+    features, n_images, start = {}, 0, time.perf_counter()
+    for split in SPLITS:
+        images = splits[split]["images"]
+        features[split] = transform_in_batches(extractor, images, params.extract_batch_size, f"{args.name} {split}")
+        n_images += len(images)
+        if not np.isfinite(features[split]).all():
+            raise ValueError(f"extractor {args.name!r} produced NaN or infinite values on the {split} split")
+    transform_seconds = time.perf_counter() - start
+
+    state = {key: value for key, value in vars(extractor).items() if key.endswith("_") and isinstance(value, np.ndarray)}
+    with atomic_directory(feature_dir(args.name)) as out:
+        save_arrays(out / "features.npz", **features)
+        if state:
+            save_arrays(out / "state.npz", **state)
+        write_json(out / "extractor.json", {"name": args.name, "params": extractor.get_params()})
+    metrics = {
+        "feature_dim": dim,
+        "fit_seconds": round(fit_seconds, 3),
+        "extract_seconds": round(fit_seconds + transform_seconds, 3),
+        "images_per_second": round(n_images / max(transform_seconds, 1e-9), 1),
+    }
+    write_json(EXTRACT_METRICS_DIR / f"{args.name}.json", metrics)
+    print(f"extracted {args.name}: d={dim}, {metrics['images_per_second']:.0f} images/s")
+
+
+if __name__ == "__main__":
+    run_stage(main, "extract")

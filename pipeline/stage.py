@@ -1,0 +1,23 @@
+"""What every stage entry point shares: a clear one-line error instead of a traceback wall."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from pipeline.datasets import DataError
+from pipeline.params import ParamsError
+
+USER_ERRORS = (DataError, ParamsError, ValueError, FileNotFoundError, FloatingPointError)
+
+
+def run_stage(main: Callable[[], None], name: str) -> None:
+    """Run `main`; a user error prints `featurebench NAME: error: ...` and exits 2, Ctrl-C exits 130."""
+    try:
+        main()
+    except USER_ERRORS as error:
+        print(f"featurebench {name}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"featurebench {name}: interrupted; nothing was written", file=sys.stderr)
+        sys.exit(130)
+

@@ -1,0 +1,114 @@
+"""All MLflow logging lives here: the dict written to a DVC metrics file is the dict logged to MLflow."""
+from __future__ import annotations
+
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+EXPERIMENT_PREFIX = "featurebench"
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The repository the user works in, also from the copy that `dvc exp run --temp/--queue` runs in.
+
+    DVC executes those experiments in a copy under <repo>/.dvc/tmp/exps/...; the store belongs to <repo>.
+    """
+    here = (start or Path.cwd()).resolve()
+    parts = here.parts
+    for index in range(len(parts) - 2):
+        if parts[index : index + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:index])
+    return here
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set, else a SQLite store at the project root (absolute path)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def experiment_name(dataset: str) -> str:
+    return f"{EXPERIMENT_PREFIX}/{dataset}"
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def flatten(params: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists are logged as their string form."""
+    flat = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+@contextmanager
+def training_run(*, dataset: str, run_name: str, tags: dict, params: dict):
+    """One MLflow run for one training stage; marked FAILED (never left RUNNING) if the block raises."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment = mlflow.set_experiment(experiment_name(dataset))
+    mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, "mlflow.experimentKind", "custom_model_development")
+    all_tags = {
+        "dataset": dataset,
+        "git_commit": git_commit(),
+        "dvc_experiment": os.environ.get("DVC_EXP_NAME", "workspace"),
+        **tags,
+    }
+    with mlflow.start_run(run_name=run_name, tags=all_tags) as run:
+        mlflow.log_params(flatten(params))
+        yield run
+
+
+def log_epoch(record) -> None:
+    """Per-epoch curves, step = epoch number."""
+    import mlflow
+
+    mlflow.log_metrics(
+        {
+            "epoch_train_loss": record.train_loss,
+            "epoch_train_accuracy": record.train_accuracy,
+            "epoch_val_accuracy": record.val_accuracy,
+            "epoch_learning_rate": record.learning_rate,
+        },
+        step=record.epoch,
+    )
+
+
+def log_final(metrics: dict, figures: dict, model, input_example) -> None:
+    """The final metrics (the DVC metrics dict itself), figures by file name, and the model."""
+    import mlflow
+    import mlflow.pytorch
+    import matplotlib.pyplot as plt
+
+    mlflow.log_metrics(metrics)
+    for file_name, figure in figures.items():
+        mlflow.log_figure(figure, file_name)
+        plt.close(figure)
+    mlflow.pytorch.log_model(model, name="model", pip_requirements=["torch"], input_example=input_example)
+
+
+def log_trial(index: int, learning_rate: float, reg_strength: float, val_accuracy: float) -> None:
+    """One point of the validation search, step = trial number."""
+    import mlflow
+
+    mlflow.log_metrics(
+        {"search_learning_rate": learning_rate, "search_reg_strength": reg_strength, "search_val_accuracy": val_accuracy},
+        step=index,
+    )
+
+
+def log_chosen(chosen: dict) -> None:
+    """The hyperparameters chosen on the validation split, as params so they are columns in the UI."""
+    import mlflow
+
+    mlflow.log_params({f"chosen.{key}": value for key, value in chosen.items()})

@@ -1,0 +1,129 @@
+"""Stage `train@CLASSIFIER-FEATURE_SET`: choose hyperparameters on val, report test once, log to MLflow."""
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from models.figures import confusion_figure, confusion_matrix, learning_curve_figure
+from models.mlp import MLP, MLPConfig, StandardizedClassifier
+from models.search import grid, grid_search
+from models.training import TrainConfig, choose_device, evaluate, predict, standardization
+from pipeline import tracking
+from pipeline.artifacts import load_feature_set, load_prepared, train_dir
+from pipeline.io import atomic_path, write_json
+from pipeline.params import CLASSIFIERS, ParamsError, load_params
+from pipeline.stage import run_stage
+
+
+def write_csv(path, header: list[str], rows) -> None:
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__)
+    parser.add_argument("classifier", choices=CLASSIFIERS)
+    parser.add_argument("feature_set", help="an extractor name or a '+'-joined combination, e.g. hog+color_hist")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--stage", default=None, help="DVC stage name, recorded as a tag")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    section = params.mlp if args.classifier == "mlp" else params.linear
+    if args.feature_set not in section.feature_sets:
+        raise ParamsError(f"feature set {args.feature_set!r} is not listed in {'mlp' if args.classifier == 'mlp' else 'linear'}.feature_sets")
+    members = params.feature_set_members(args.feature_set)
+
+    meta, prepared = load_prepared()
+    features = load_feature_set(members)
+    mean, std = standardization(features["train"])
+    tensors = {split: torch.from_numpy((features[split] - mean) / std) for split in features}
+    labels = {split: torch.from_numpy(prepared[split]["labels"]) for split in prepared}
+    class_names = meta["class_names"]
+    hidden = list(params.mlp.hidden_sizes) if args.classifier == "mlp" else []
+    model_config = MLPConfig(
+        input_dim=tensors["train"].shape[1],
+        n_classes=len(class_names),
+        hidden_sizes=hidden,
+        activation=params.mlp.activation,
+        dropout=params.mlp.dropout if args.classifier == "mlp" else 0.0,
+    )
+    base = TrainConfig(
+        loss=params.mlp.loss if args.classifier == "mlp" else args.classifier,
+        regularization=section.regularization,
+        epochs=section.epochs,
+        batch_size=section.batch_size,
+        momentum=section.momentum,
+        lr_schedule=section.lr_schedule,
+        seed=params.seed,
+    )
+    device = choose_device(params.device)
+    stage = args.stage or f"train@{args.classifier}-{args.feature_set}"
+    run_tags = {"classifier": args.classifier, "feature_set": args.feature_set, "dvc_stage": stage}
+    run_params = {
+        "classifier": args.classifier,
+        "feature_set": args.feature_set,
+        "model": {k: v for k, v in asdict(model_config).items() if k not in ("input_dim", "n_classes")},
+        "search": {"learning_rates": section.learning_rates, "reg_strengths": section.reg_strengths},
+        "train": {k: v for k, v in asdict(base).items() if k not in ("learning_rate", "reg_strength")},
+        "device": str(device),
+    }
+    with tracking.training_run(dataset=meta["dataset"], run_name=f"{args.classifier}-{args.feature_set}", tags=run_tags, params=run_params):
+        start = time.perf_counter()
+        best, trials = grid_search(
+            lambda: MLP(model_config),
+            grid(base, section.learning_rates, section.reg_strengths),
+            tensors["train"], labels["train"], tensors["val"], labels["val"], device,
+        )
+        train_seconds = time.perf_counter() - start
+        for index, trial in enumerate(trials):
+            tracking.log_trial(index, trial.config.learning_rate, trial.config.reg_strength, trial.val_accuracy)
+        for record in best.history:
+            tracking.log_epoch(record)
+        model = best.model.cpu()
+        test_predictions = predict(model, tensors["test"]).numpy()
+        metrics = {
+            "train_accuracy": round(evaluate(model, tensors["train"], labels["train"]), 4),
+            "val_accuracy": round(evaluate(model, tensors["val"], labels["val"]), 4),
+            "test_accuracy": round(float((test_predictions == labels["test"].numpy()).mean()), 4),
+            "train_seconds": round(train_seconds, 2),
+            "feature_dim": int(model_config.input_dim),
+            "n_parameters": model.n_parameters(),
+        }
+        chosen = {"learning_rate": best.config.learning_rate, "reg_strength": best.config.reg_strength}
+        tracking.log_chosen(chosen)
+        title = f"{args.classifier} on {args.feature_set} ({meta['dataset']})"
+        matrix = confusion_matrix(labels["test"].numpy(), test_predictions, len(class_names))
+        deployable = StandardizedClassifier(torch.from_numpy(mean), torch.from_numpy(std), model).eval()
+
+        out = train_dir(args.classifier, args.feature_set)
+        write_csv(
+            out / "learning_curve.csv",
+            ["epoch", "train_loss", "train_accuracy", "val_accuracy"],
+            [(r.epoch, round(r.train_loss, 5), round(r.train_accuracy, 4), round(r.val_accuracy, 4)) for r in best.history],
+        )
+        write_csv(
+            out / "predictions.csv",
+            ["actual", "predicted"],
+            zip(np.asarray(class_names)[labels["test"].numpy()], np.asarray(class_names)[test_predictions]),
+        )
+        tracking.log_final(
+            metrics,
+            {"confusion_matrix.png": confusion_figure(matrix, class_names, title), "learning_curve.png": learning_curve_figure(best.history, title)},
+            deployable,
+            input_example=features["train"][:2],
+        )
+        write_json(out / "chosen.json", chosen)
+        write_json(out / "metrics.json", metrics)
+    print(f"{args.classifier} on {args.feature_set}: test accuracy {metrics['test_accuracy']:.4f} ({chosen})")
+
+
+if __name__ == "__main__":
+    run_stage(main, "train")

@@ -1,0 +1,360 @@
+import hashlib
+import io
+import tarfile
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.datasets import DataError
+from pipeline.datasets.imagefolder import load_imagefolder
+
+SHARED_CIFAR_JPEG = Path(__file__).parents[3] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def save(path, image, fmt="PNG"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, fmt)
+
+
+def palette_image(size, rgb):
+    image = Image.new("P", size, 1)
+    image.putpalette([0, 0, 0, *rgb] + [0] * 762)
+    return image
+
+
+# name -> (image, format, the RGB value every pixel must read back as, tolerance for lossy formats)
+MIXED_IMAGES = {
+    "a_rgb.png": (Image.new("RGB", (8, 8), (250, 5, 120)), "PNG", (250, 5, 120), 0),
+    "b_gray.png": (Image.new("L", (9, 9), 100), "PNG", (100, 100, 100), 0),
+    "c_rgba.png": (Image.new("RGBA", (10, 6), (10, 20, 30, 128)), "PNG", (10, 20, 30), 0),
+    "d_palette.png": (palette_image((7, 7), (200, 50, 25)), "PNG", (200, 50, 25), 0),
+    "e_16bit.png": (Image.fromarray(np.full((6, 6), 40_000, np.uint16)), "PNG", (156, 156, 156), 0),
+    "f_cmyk.jpg": (Image.new("CMYK", (12, 12), (0, 255, 0, 0)), "JPEG", (255, 0, 255), 3),
+    "g_large.jpg": (Image.new("RGB", (300, 200), (20, 200, 90)), "JPEG", (20, 200, 90), 3),
+    "h_tiny.png": (Image.new("RGB", (5, 7), (1, 2, 3)), "PNG", (1, 2, 3), 0),
+    "i_bilevel.bmp": (Image.new("1", (4, 4), 1), "BMP", (255, 255, 255), 0),
+}
+
+
+def make_flat_folder(root, classes=("cat", "dog"), per_class=3):
+    """root/<class>/<n>.png, each image a constant colour encoding (class, n)."""
+    for label, name in enumerate(classes):
+        for index in range(per_class):
+            save(root / name / f"{index}.png", Image.new("RGB", (8 + index, 6), (label * 100, index * 10, 7)))
+    return root
+
+
+def make_split_folder(root, train_classes=("cat", "dog"), test_classes=("cat", "dog")):
+    make_flat_folder(root / "train", train_classes, per_class=3)
+    make_flat_folder(root / "test", test_classes, per_class=2)
+    return root
+
+
+def tar_folder(folder, archive_path, mode="w:gz", reverse=False):
+    """Archive the folder's contents (with folder entries), optionally adding members in reverse order."""
+    paths = sorted(folder.rglob("*"), reverse=reverse)
+    with tarfile.open(archive_path, mode) as tar:
+        for path in paths:
+            tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+    return archive_path
+
+
+def zip_folder(folder, archive_path):
+    with zipfile.ZipFile(archive_path, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            archive.write(path, path.relative_to(folder).as_posix())
+    return archive_path
+
+
+def test_flat_directory_gives_sorted_classes_and_no_test_split(tmp_path):
+    make_flat_folder(tmp_path / "data", classes=("dog", "cat", "bird"), per_class=2)
+
+    dataset = load_imagefolder(tmp_path / "data", progress=False)
+
+    assert dataset.class_names == ["bird", "cat", "dog"]
+    assert dataset.test is None
+    assert dataset.train.images.shape == (6, 32, 32, 3)
+    assert dataset.train.images.dtype == np.uint8
+    assert dataset.train.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert dataset.source == f"imagefolder:{tmp_path / 'data'}"
+
+
+def test_split_directory_gives_train_and_test(tmp_path):
+    make_split_folder(tmp_path / "data")
+
+    dataset = load_imagefolder(tmp_path / "data", progress=False)
+
+    assert dataset.class_names == ["cat", "dog"]
+    assert dataset.train.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert dataset.test.labels.tolist() == [0, 0, 1, 1]
+    assert dataset.test.images.shape == (4, 32, 32, 3)
+
+
+def test_train_folder_alone_gives_no_test_split(tmp_path):
+    make_flat_folder(tmp_path / "data" / "train")
+
+    dataset = load_imagefolder(tmp_path / "data", progress=False)
+
+    assert dataset.test is None
+    assert len(dataset.train) == 6
+
+
+@pytest.mark.parametrize("make", [make_flat_folder, make_split_folder])
+def test_one_wrapping_folder_is_looked_through(tmp_path, make):
+    make(tmp_path / "plain")
+    make(tmp_path / "wrapped" / "cifar10")
+
+    plain = load_imagefolder(tmp_path / "plain", progress=False)
+    wrapped = load_imagefolder(tmp_path / "wrapped", progress=False)
+
+    assert wrapped.class_names == plain.class_names
+    np.testing.assert_array_equal(wrapped.train.images, plain.train.images)
+    assert (wrapped.test is None) == (plain.test is None)
+
+
+def test_every_image_mode_and_size_reads_as_its_rgb_colour(tmp_path):
+    for name, (image, fmt, _, _) in MIXED_IMAGES.items():
+        save(tmp_path / "data" / "mixed" / name, image, fmt)
+    save(tmp_path / "data" / "other" / "x.png", Image.new("RGB", (3, 3)))
+
+    dataset = load_imagefolder(tmp_path / "data", image_size=16, progress=False)
+
+    assert dataset.train.images.shape == (len(MIXED_IMAGES) + 1, 16, 16, 3)
+    for image, (name, (_, _, rgb, tolerance)) in zip(dataset.train.images, MIXED_IMAGES.items()):
+        difference = np.abs(image.astype(int) - np.array(rgb)).max()
+        assert difference <= tolerance, name
+
+
+def test_image_already_at_size_is_kept_pixel_for_pixel(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    save(tmp_path / "data" / "noise" / "a.png", Image.fromarray(pixels))
+    save(tmp_path / "data" / "other" / "b.png", Image.new("RGB", (4, 4)))
+
+    dataset = load_imagefolder(tmp_path / "data", progress=False)
+
+    np.testing.assert_array_equal(dataset.train.images[0], pixels)
+
+
+def test_whole_image_is_squashed_to_a_square_not_cropped(tmp_path):
+    pixels = np.zeros((20, 300, 3), np.uint8)
+    pixels[:, :60] = (255, 0, 0)  # a red band at the far left, which a centre crop would cut away
+    pixels[:, 60:] = (0, 0, 255)
+    save(tmp_path / "data" / "a_wide" / "a.png", Image.fromarray(pixels))
+    save(tmp_path / "data" / "b_other" / "b.png", Image.new("RGB", (4, 4)))
+
+    image = load_imagefolder(tmp_path / "data", image_size=8, progress=False).train.images[0]
+
+    assert (image[:, 0] == (255, 0, 0)).all()
+    assert (image[:, 3:] == (0, 0, 255)).all()
+
+
+@pytest.mark.parametrize("suffix", ["tar.gz", "tgz", "tar", "zip"])
+def test_archive_reads_the_same_as_the_directory(tmp_path, suffix):
+    folder = make_split_folder(tmp_path / "data" / "wrapper")
+    archive = tmp_path / f"data.{suffix}"
+    if suffix == "zip":
+        zip_folder(tmp_path / "data", archive)
+    else:
+        tar_folder(tmp_path / "data", archive, mode="w" if suffix == "tar" else "w:gz")
+
+    from_folder = load_imagefolder(folder, progress=False)
+    from_archive = load_imagefolder(archive, progress=False)
+
+    assert from_archive.class_names == from_folder.class_names
+    np.testing.assert_array_equal(from_archive.train.images, from_folder.train.images)
+    np.testing.assert_array_equal(from_archive.test.labels, from_folder.test.labels)
+    assert from_archive.checksum == hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def test_archive_member_order_does_not_change_the_result(tmp_path):
+    make_flat_folder(tmp_path / "data", per_class=4)
+    forward = load_imagefolder(tar_folder(tmp_path / "data", tmp_path / "forward.tar"), progress=False)
+    backward = load_imagefolder(tar_folder(tmp_path / "data", tmp_path / "backward.tar", reverse=True), progress=False)
+
+    np.testing.assert_array_equal(forward.train.images, backward.train.images)
+    np.testing.assert_array_equal(forward.train.labels, backward.train.labels)
+
+
+def test_images_are_ordered_by_path(tmp_path):
+    for name, value in [("b.png", 2), ("c.png", 3), ("a.png", 1)]:
+        save(tmp_path / "data" / "cat" / name, Image.new("L", (4, 4), value))
+    save(tmp_path / "data" / "dog" / "z.png", Image.new("L", (4, 4), 9))
+
+    images = load_imagefolder(tmp_path / "data", progress=False).train.images
+
+    assert images[:, 0, 0, 0].tolist() == [1, 2, 3, 9]
+
+
+def test_two_loads_are_byte_identical(tmp_path):
+    make_split_folder(tmp_path / "data")
+
+    first = load_imagefolder(tmp_path / "data", progress=False)
+    second = load_imagefolder(tmp_path / "data", progress=False)
+
+    assert first.train.images.tobytes() == second.train.images.tobytes()
+    assert first.test.labels.tobytes() == second.test.labels.tobytes()
+    assert first.checksum == second.checksum
+
+
+def test_directory_checksum_follows_content_and_names(tmp_path):
+    folder = make_flat_folder(tmp_path / "data")
+    original = load_imagefolder(folder, progress=False).checksum
+
+    (folder / "cat" / "0.png").rename(folder / "cat" / "renamed.png")
+    renamed = load_imagefolder(folder, progress=False).checksum
+    save(folder / "cat" / "renamed.png", Image.new("RGB", (8, 6), (1, 1, 1)))
+    edited = load_imagefolder(folder, progress=False).checksum
+
+    assert len({original, renamed, edited}) == 3
+
+
+def test_hidden_files_and_macos_metadata_are_skipped(tmp_path):
+    folder = make_flat_folder(tmp_path / "data")
+    clean = load_imagefolder(folder, progress=False)
+    (folder / ".DS_Store").write_bytes(b"\x00junk")
+    (folder / "cat" / "._0.png").write_bytes(b"AppleDouble junk")
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "x.png").write_bytes(b"junk")
+    (folder / "__MACOSX" / "cat").mkdir(parents=True)
+    (folder / "__MACOSX" / "cat" / "._0.png").write_bytes(b"junk")
+
+    from_folder = load_imagefolder(folder, progress=False)
+    from_zip = load_imagefolder(zip_folder(folder, tmp_path / "data.zip"), progress=False)
+
+    assert from_folder.class_names == from_zip.class_names == ["cat", "dog"]
+    np.testing.assert_array_equal(from_folder.train.images, clean.train.images)
+    np.testing.assert_array_equal(from_zip.train.images, clean.train.images)
+    assert from_folder.checksum == clean.checksum
+
+
+@pytest.mark.parametrize("content", [b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20])
+def test_corrupt_image_is_named(tmp_path, content):
+    folder = make_flat_folder(tmp_path / "data")
+    (folder / "dog" / "broken.png").write_bytes(content)
+
+    with pytest.raises(DataError, match=r"cannot read image .*dog/broken\.png"):
+        load_imagefolder(folder, progress=False)
+
+
+def test_truncated_jpeg_in_archive_is_named(tmp_path):
+    folder = make_flat_folder(tmp_path / "data")
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (9, 9, 9)).save(buffer, "JPEG")
+    (folder / "cat" / "cut.jpg").write_bytes(buffer.getvalue()[:300])
+
+    with pytest.raises(DataError, match=r"data\.tar\.gz:cat/cut\.jpg"):
+        load_imagefolder(tar_folder(folder, tmp_path / "data.tar.gz"), progress=False)
+
+
+@pytest.mark.parametrize("as_archive", [False, True])
+def test_empty_class_folder_is_named(tmp_path, as_archive):
+    folder = make_flat_folder(tmp_path / "data")
+    (folder / "emu").mkdir()
+    (folder / "emu" / ".DS_Store").write_bytes(b"junk")
+    path = tar_folder(folder, tmp_path / "data.tar.gz") if as_archive else folder
+
+    with pytest.raises(DataError, match="class folder .*emu holds no images"):
+        load_imagefolder(path, progress=False)
+
+
+def test_single_class_is_refused(tmp_path):
+    make_flat_folder(tmp_path / "data", classes=("cat",))
+
+    with pytest.raises(DataError, match="single class .*'cat'"):
+        load_imagefolder(tmp_path / "data", progress=False)
+
+
+def test_missing_path_is_reported(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_imagefolder(tmp_path / "nowhere", progress=False)
+
+
+def test_unsupported_archive_type_is_reported(tmp_path):
+    (tmp_path / "data.rar").write_bytes(b"Rar!")
+
+    with pytest.raises(DataError, match="unsupported archive type"):
+        load_imagefolder(tmp_path / "data.rar", progress=False)
+
+
+def test_folder_without_images_is_reported(tmp_path):
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    (tmp_path / "data" / ".DS_Store").write_bytes(b"junk")
+
+    with pytest.raises(DataError, match="no images found"):
+        load_imagefolder(tmp_path / "data", progress=False)
+
+
+def test_train_and_test_with_different_classes_are_refused(tmp_path):
+    make_split_folder(tmp_path / "data", train_classes=("cat", "dog"), test_classes=("cat", "emu"))
+
+    with pytest.raises(DataError, match=r"only in train: \['dog'\], only in test: \['emu'\]"):
+        load_imagefolder(tmp_path / "data", progress=False)
+
+
+def test_test_folder_without_train_folder_is_refused(tmp_path):
+    make_flat_folder(tmp_path / "data" / "test")
+
+    with pytest.raises(DataError, match="no train/ folder"):
+        load_imagefolder(tmp_path / "data", progress=False)
+
+
+def test_image_outside_any_class_folder_is_named(tmp_path):
+    folder = make_flat_folder(tmp_path / "data")
+    save(folder / "stray.png", Image.new("RGB", (4, 4)))
+
+    with pytest.raises(DataError, match="stray.png does not fit"):
+        load_imagefolder(folder, progress=False)
+
+
+def test_corrupt_archive_is_reported(tmp_path):
+    (tmp_path / "data.tar.gz").write_bytes(b"not gzip at all" * 10)
+
+    with pytest.raises(DataError, match="not a readable tar archive"):
+        load_imagefolder(tmp_path / "data.tar.gz", progress=False)
+
+
+@pytest.mark.parametrize("image_size", [0, -3, 2.5, True])
+def test_image_size_must_be_a_positive_integer(tmp_path, image_size):
+    make_flat_folder(tmp_path / "data")
+
+    with pytest.raises(DataError, match="image_size"):
+        load_imagefolder(tmp_path / "data", image_size=image_size, progress=False)
+
+
+def test_progress_bar_goes_to_stderr_only_when_asked(tmp_path, capsys):
+    make_flat_folder(tmp_path / "data")
+
+    load_imagefolder(tmp_path / "data", progress=False)
+    quiet = capsys.readouterr()
+    load_imagefolder(tmp_path / "data", progress=True)
+    loud = capsys.readouterr()
+
+    assert quiet.err == "" and quiet.out == "" and loud.out == ""
+    assert "reading data" in loud.err
+
+
+@pytest.mark.skipif(not SHARED_CIFAR_JPEG.exists(), reason="shared CIFAR-10 JPEG archive not on this machine")
+def test_sample_of_real_cifar_jpeg_archive_loads_ten_classes(tmp_path):
+    per_class = 20
+    sample = tmp_path / "cifar10-sample.tar.gz"
+    taken = Counter()
+    with tarfile.open(SHARED_CIFAR_JPEG, "r|gz") as source, tarfile.open(sample, "w:gz") as target:
+        for member in source:
+            parts = member.name.split("/")  # cifar10/<split>/<class>/<image>
+            if member.isfile() and len(parts) == 4 and taken[parts[1], parts[2]] < per_class:
+                taken[parts[1], parts[2]] += 1
+                target.addfile(member, source.extractfile(member))
+
+    dataset = load_imagefolder(sample, progress=False)
+
+    assert dataset.class_names == CIFAR10_CLASSES
+    for image_set in (dataset.train, dataset.test):
+        assert image_set.images.shape == (10 * per_class, 32, 32, 3)
+        assert image_set.images.dtype == np.uint8
+        assert np.bincount(image_set.labels).tolist() == [per_class] * 10
+        assert 30 < image_set.images.mean() < 225
