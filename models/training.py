@@ -68,6 +68,14 @@ def learning_rate_at(config: TrainConfig, epoch: int) -> float:
 
 
 @torch.no_grad()
+def sgd_momentum_step(parameters, gradients, velocities, learning_rate: float, momentum: float) -> None:
+    """The lecture's update: v = momentum * v - learning_rate * grad; w = w + v (in place)."""
+    for parameter, gradient, velocity in zip(parameters, gradients, velocities):
+        velocity.mul_(momentum).sub_(gradient, alpha=learning_rate)
+        parameter.add_(velocity)
+
+
+@torch.no_grad()
 def predict(model: MLP, features: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     """Class indices for every row of `features` (on the model's device)."""
     model.eval()
@@ -103,7 +111,8 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     model.to(device)
     x, y = train_features.to(device), train_labels.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum)
+    parameters = list(model.parameters())
+    velocities = [torch.zeros_like(p) for p in parameters]
     loss_function = LOSSES[config.loss]
     weights = model.weight_matrices()
     history: list[EpochRecord] = []
@@ -111,8 +120,6 @@ def train(
     epochs = tqdm(range(config.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
     for epoch in epochs:
         rate = learning_rate_at(config, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = rate
         model.train()
         order = torch.randperm(len(x), generator=generator).to(device)
         total_loss, correct = 0.0, 0
@@ -121,9 +128,8 @@ def train(
             scores = model(x[batch])
             loss = loss_function(scores, y[batch])
             objective = loss + config.reg_strength * weight_penalty(weights, config.regularization)
-            optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            optimizer.step()
+            gradients = torch.autograd.grad(objective, parameters)
+            sgd_momentum_step(parameters, gradients, velocities, rate, config.momentum)
             total_loss += loss.item() * len(batch)
             correct += (scores.argmax(1) == y[batch]).sum().item()
         if not math.isfinite(total_loss):
