@@ -1,9 +1,9 @@
 """A procedural data set in which colour, shape and texture each separate some classes and none separates all.
 
-The demo compares feature families, so the classes are built to need them together: three classes are
-told apart only by the hue of their object (whose shape is any of the others'), seven only by shape or
-texture (their colours come from one shared distribution). Clutter, occluding distractors, small scales,
-low contrast and pixel noise keep every model below 100 % without any label noise.
+The demo compares feature families, so the classes are built to need them together: seven classes are
+told apart only by shape or texture (their colours come from one shared distribution), three only by
+the hue of an irregular blob that looks the same in all three. Clutter, occluding distractors, small
+scales, low contrast and pixel noise keep every model below 100 % without any label noise.
 """
 from __future__ import annotations
 
@@ -23,23 +23,25 @@ SHAPE_DEFINED_CLASSES = [
 ]
 # Hues in turns (0..1, as skimage.color.rgb2hsv returns them), evenly spaced so that the shared
 # distribution below has no mean hue of its own.
-HUE_OF_COLOUR_CLASS = {"red_object": 0.0, "green_object": 1 / 3, "blue_object": 2 / 3}
+HUE_OF_COLOUR_CLASS = {"red_blob": 0.0, "green_blob": 1 / 3, "blue_blob": 2 / 3}
 SHAPES_CLASSES = SHAPE_DEFINED_CLASSES + list(HUE_OF_COLOUR_CLASS)
 
 COLOUR_CLASS_HUE_HALF_WIDTH = 0.035
-# Shared colours stay this far (in turns) from every colour-class hue, so that hue alone names those classes.
+# Every other colour (shape classes, background, distractors) stays this far, in turns, from the
+# colour-class hues, so that hue names those classes and nothing else.
 RESERVED_HUE_HALF_WIDTH = 0.07
 OBJECT_RADIUS_FRACTION = (0.22, 0.40)  # of the image side
 CENTRE_JITTER_FRACTION = 0.12  # of the image side, around the image centre
 MAX_TILT_RADIANS = np.deg2rad(20.0)
 STRIPE_PERIOD_FRACTION = (0.12, 0.18)  # of the image side: 4 to 6 pixels at 32 x 32
+BLOB_DISKS = 3  # a blob is the union of this many overlapping disks
 LUMINANCE_STEP = (0.2, 0.45)  # grey-level difference between object and background, either sign
 LOW_CONTRAST_PROBABILITY = 0.3
 LOW_CONTRAST_RANGE = (0.2, 0.45)  # fraction of the object-to-background colour difference kept
 MAX_DISTRACTORS = 3
 OCCLUDING_PROBABILITY = 0.35  # a distractor is drawn over the object rather than behind it
 NOISE_STD_RANGE = (0.01, 0.07)  # per image, on the 0..1 intensity scale
-PIXELS_PER_CHUNK = 2**22  # bounds memory while rendering: about 64 MiB per float32 (m, S, S) array
+PIXELS_PER_CHUNK = 2**22  # bounds memory while rendering: about 16 MiB per float32 (m, S, S) array
 
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 256
 MIN_TRAIN_PER_CLASS = 10
@@ -49,7 +51,7 @@ def make_shapes(n_train: int = 5000, n_test: int = 1000, image_size: int = 32, s
     """Generate the shapes data set; the same arguments give byte-identical arrays.
 
     Train and test come from independent random streams of the same seed, so the test split does not
-    change when n_train does. Classes are balanced: counts differ by at most one.
+    change when n_train does. Classes are balanced: their counts differ by at most one.
     """
     _check_arguments(n_train=n_train, n_test=n_test, image_size=image_size, seed=seed)
     train_stream, test_stream = np.random.SeedSequence(seed).spawn(2)
@@ -95,29 +97,35 @@ def _make_split(n_images: int, image_size: int, rng: np.random.Generator) -> Ima
 
 
 def _draw_scenes(labels: np.ndarray, image_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Every random choice of every image except the pixel noise, as arrays with one row per image."""
+    """Every random choice of every image except the pixel noise, as arrays with one row per image.
+
+    Lengths are in pixels, angles in radians, colours RGB in 0..1.
+    """
     n = len(labels)
     n_shapes = len(SHAPE_DEFINED_CLASSES)
     is_colour_class = labels >= n_shapes
-    colour_hues = np.array(list(HUE_OF_COLOUR_CLASS.values()))[np.maximum(labels - n_shapes, 0)]
+    class_hue = np.array(list(HUE_OF_COLOUR_CLASS.values()))[np.maximum(labels - n_shapes, 0)]
     object_hue = np.where(
         is_colour_class,
-        (colour_hues + rng.uniform(-COLOUR_CLASS_HUE_HALF_WIDTH, COLOUR_CLASS_HUE_HALF_WIDTH, n)) % 1.0,
+        (class_hue + rng.uniform(-COLOUR_CLASS_HUE_HALF_WIDTH, COLOUR_CLASS_HUE_HALF_WIDTH, n)) % 1.0,
         _shared_hues(rng, n),
     )
+    background_rgb = _hsv_to_rgb(_shared_hues(rng, n), rng.uniform(0.05, 0.25, n), rng.uniform(0.25, 0.85, n))
+    object_luminance = _luminance(background_rgb) + rng.choice([-1, 1], n) * rng.uniform(*LUMINANCE_STEP, n)
+    object_rgb = _with_luminance(_hsv_to_rgb(object_hue, rng.uniform(0.45, 1.0, n), np.ones(n)),
+                                 np.clip(object_luminance, 0.05, 0.95))
     radius = rng.uniform(*OBJECT_RADIUS_FRACTION, n) * image_size
-    background_rgb = _hsv_to_rgb(rng.random(n), rng.uniform(0.0, 0.25, n), rng.uniform(0.25, 0.85, n))
     scenes = {
-        "shape": np.where(is_colour_class, rng.integers(0, n_shapes, n), labels),
+        "shape": np.minimum(labels, n_shapes),  # index n_shapes is the blob of the colour classes
         "radius": radius,
         "centre": image_size * (0.5 + rng.uniform(-CENTRE_JITTER_FRACTION, CENTRE_JITTER_FRACTION, (n, 2))),
         "tilt": rng.uniform(-MAX_TILT_RADIANS, MAX_TILT_RADIANS, n),
         "triangle_turn": rng.uniform(0, 2 * np.pi, n),  # a triangle may point anywhere
         "stripe_period": rng.uniform(*STRIPE_PERIOD_FRACTION, n) * image_size,
-        "object_rgb": _with_luminance(
-            _hsv_to_rgb(object_hue, rng.uniform(0.45, 1.0, n), np.ones(n)),
-            np.clip(_luminance(background_rgb) + rng.choice([-1, 1], n) * rng.uniform(*LUMINANCE_STEP, n), 0.05, 0.95),
-        ),
+        # In units of the radius: disks of radius 0.4-0.65 around points within 0.5 of the centre.
+        "blob_offsets": _points_in_unit_disk(rng, (n, BLOB_DISKS)) * 0.5,
+        "blob_radii": rng.uniform(0.4, 0.65, (n, BLOB_DISKS)),
+        "object_rgb": object_rgb,
         "contrast": np.where(rng.random(n) < LOW_CONTRAST_PROBABILITY, rng.uniform(*LOW_CONTRAST_RANGE, n), 1.0),
         "background_rgb": background_rgb,
         "background_slope": rng.uniform(-0.3, 0.3, (n, 2)),  # intensity change across the whole image
@@ -125,18 +133,18 @@ def _draw_scenes(labels: np.ndarray, image_size: int, rng: np.random.Generator) 
         "n_distractors": rng.integers(0, MAX_DISTRACTORS + 1, n),
     }
     scale = image_size / 32  # distractor sizes below are in pixels of a 32 x 32 image
-    shape = (n, MAX_DISTRACTORS)
-    is_blob = rng.random(shape) < 0.5
+    slots = (n, MAX_DISTRACTORS)
+    is_dot = rng.random(slots) < 0.5
     scenes.update({
-        "distractor_centre": rng.uniform(0, image_size, shape + (2,)),
-        "distractor_angle": rng.uniform(0, np.pi, shape),
-        "distractor_half_length": np.where(is_blob, 0.0, rng.uniform(1.5, 4.5, shape)) * scale,
-        "distractor_half_width": np.where(is_blob, rng.uniform(1.0, 2.5, shape), rng.uniform(0.5, 1.0, shape)) * scale,
-        "distractor_occludes": rng.random(shape) < OCCLUDING_PROBABILITY,
+        "distractor_centre": rng.uniform(0, image_size, slots + (2,)),
+        "distractor_angle": rng.uniform(0, np.pi, slots),
+        "distractor_half_length": np.where(is_dot, 0.0, rng.uniform(1.5, 4.5, slots)) * scale,
+        "distractor_half_width": np.where(is_dot, rng.uniform(1.0, 2.5, slots), rng.uniform(0.5, 1.0, slots)) * scale,
+        "distractor_occludes": rng.random(slots) < OCCLUDING_PROBABILITY,
         "distractor_rgb": _hsv_to_rgb(
             _shared_hues(rng, n * MAX_DISTRACTORS), rng.uniform(0.3, 1.0, n * MAX_DISTRACTORS),
             rng.uniform(0.2, 1.0, n * MAX_DISTRACTORS),
-        ).reshape(shape + (3,)),
+        ).reshape(slots + (3,)),
     })
     return scenes
 
@@ -145,6 +153,11 @@ def _shared_hues(rng: np.random.Generator, n: int) -> np.ndarray:
     """Hues uniform over the circle minus the colour-class bands: their circular mean is zero."""
     third = rng.integers(0, 3, n) / 3
     return third + rng.uniform(RESERVED_HUE_HALF_WIDTH, 1 / 3 - RESERVED_HUE_HALF_WIDTH, n)
+
+
+def _points_in_unit_disk(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    angle, distance = rng.uniform(0, 2 * np.pi, shape), np.sqrt(rng.random(shape))
+    return np.stack([distance * np.cos(angle), distance * np.sin(angle)], axis=-1)
 
 
 def _hsv_to_rgb(hue: np.ndarray, saturation: np.ndarray, value: np.ndarray) -> np.ndarray:
@@ -158,14 +171,13 @@ def _luminance(rgb: np.ndarray) -> np.ndarray:
 
 
 def _with_luminance(rgb: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Scale each (n, 3) colour towards a grey level, keeping hue and saturation; saturated colours may fall short."""
+    """Scale (n, 3) colours to (n,) grey levels, keeping hue and saturation; bright saturated ones fall short."""
     factor = np.minimum(target / np.maximum(_luminance(rgb), 1e-6), 1.0 / np.max(rgb, axis=-1))
     return rgb * factor[:, None]
 
 
 def _render(scenes: dict[str, np.ndarray], image_size: int, rng: np.random.Generator) -> np.ndarray:
     """Background, distractors behind, the object, distractors in front, then noise -> (m, S, S, 3) uint8."""
-    m = len(scenes["shape"])
     pixel_centres = np.arange(image_size, dtype=np.float32) + 0.5
     y, x = pixel_centres[None, :, None], pixel_centres[None, None, :]
 
@@ -179,9 +191,8 @@ def _render(scenes: dict[str, np.ndarray], image_size: int, rng: np.random.Gener
     for occluding in (False, True):
         if occluding:
             # Blend towards the background colour: a low-contrast object keeps its hue but loses its edges.
-            contrast = scenes["contrast"][:, None]
-            object_rgb = scenes["background_rgb"] + contrast * (scenes["object_rgb"] - scenes["background_rgb"])
-            paint(_object_mask(scenes, x, y), object_rgb)
+            background = scenes["background_rgb"]
+            paint(_object_mask(scenes, x, y), background + scenes["contrast"][:, None] * (scenes["object_rgb"] - background))
         for slot in range(MAX_DISTRACTORS):
             drawn = (slot < scenes["n_distractors"]) & (scenes["distractor_occludes"][:, slot] == occluding)
             mask = _capsule_mask(
@@ -190,31 +201,32 @@ def _render(scenes: dict[str, np.ndarray], image_size: int, rng: np.random.Gener
             )
             paint(mask & drawn[:, None, None], scenes["distractor_rgb"][:, slot])
 
-    noise = rng.standard_normal(canvas.shape, dtype=np.float32) * scenes["noise_std"].astype(np.float32)[:, None, None, None]
+    noise_std = scenes["noise_std"].astype(np.float32)[:, None, None, None]
+    noise = rng.standard_normal(canvas.shape, dtype=np.float32) * noise_std
     return np.rint(np.clip(canvas + noise, 0.0, 1.0) * 255).astype(np.uint8)
 
 
 def _object_mask(scenes: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(m, S, S) bool: the object of each image, in coordinates centred on it, tilted, in units of its radius."""
-    def column(key):
+    """(m, S, S) bool: each image's object, drawn in coordinates centred on it, tilted, in units of its radius."""
+    def per_image(key):
         return scenes[key].astype(np.float32)[:, None, None]
 
-    radius, tilt = column("radius"), column("tilt")
+    radius, tilt = per_image("radius"), per_image("tilt")
     dx, dy = x - scenes["centre"][:, 0, None, None], y - scenes["centre"][:, 1, None, None]
     u = (np.cos(tilt) * dx + np.sin(tilt) * dy) / radius
     v = (-np.sin(tilt) * dx + np.cos(tilt) * dy) / radius
-    period = column("stripe_period") / radius
-    turn = column("triangle_turn")
+    period = per_image("stripe_period") / radius
     patch = np.maximum(np.abs(u), np.abs(v)) <= 0.9
 
     masks = [
         u**2 + v**2 <= 1.0,
         np.maximum(np.abs(u), np.abs(v)) <= 0.8,
-        _triangle_mask(u, v, turn),
+        _triangle_mask(u, v, per_image("triangle_turn")),
         ((np.abs(u) <= 0.3) & (np.abs(v) <= 1.0)) | ((np.abs(v) <= 0.3) & (np.abs(u) <= 1.0)),
         patch & ((v / period) % 1.0 < 0.5),
         patch & ((u / period) % 1.0 < 0.5),
         patch & ((np.floor(u / (0.5 * period)) + np.floor(v / (0.5 * period))) % 2 == 0),
+        _blob_mask(u, v, scenes["blob_offsets"], scenes["blob_radii"]),
     ]
     chosen = scenes["shape"][:, None, None]
     return np.select([chosen == index for index in range(len(masks))], masks, default=False)
@@ -229,8 +241,18 @@ def _triangle_mask(u: np.ndarray, v: np.ndarray, turn: np.ndarray) -> np.ndarray
     return inside
 
 
+def _blob_mask(u: np.ndarray, v: np.ndarray, offsets: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Union of overlapping disks: an irregular shape that is neither disk, square, triangle nor cross."""
+    inside = np.zeros(u.shape, dtype=bool)
+    for disk in range(radii.shape[1]):
+        du = u - offsets[:, disk, 0, None, None].astype(np.float32)
+        dv = v - offsets[:, disk, 1, None, None].astype(np.float32)
+        inside |= du**2 + dv**2 <= radii[:, disk, None, None].astype(np.float32) ** 2
+    return inside
+
+
 def _capsule_mask(x, y, centre, angle, half_length, half_width) -> np.ndarray:
-    """(m, S, S) bool: points within half_width of a segment; half_length 0 gives a disk (a blob distractor)."""
+    """(m, S, S) bool: points within half_width of a segment; half_length 0 gives a round dot."""
     dx, dy = x - centre[:, 0, None, None], y - centre[:, 1, None, None]
     cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
     along = np.clip(cos * dx + sin * dy, -half_length[:, None, None], half_length[:, None, None])

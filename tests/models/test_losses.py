@@ -1,0 +1,82 @@
+"""Losses and gradients against a naive loop over examples and against numerical gradients."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from models.losses import softmax_loss, svm_loss, weight_penalty
+
+
+def naive_svm_loss(scores, labels, margin=1.0):
+    total = 0.0
+    for row, label in zip(scores.tolist(), labels.tolist()):
+        total += sum(max(0.0, row[j] - row[label] + margin) for j in range(len(row)) if j != label)
+    return total / len(labels)
+
+
+def naive_softmax_loss(scores, labels):
+    total = 0.0
+    for row, label in zip(scores.tolist(), labels.tolist()):
+        total += -math.log(math.exp(row[label]) / sum(math.exp(s) for s in row))
+    return total / len(labels)
+
+
+@pytest.fixture
+def batch():
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(7, 5, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, 5, (7,), generator=generator)
+    return scores, labels
+
+
+def test_svm_loss_matches_the_naive_loop(batch):
+    scores, labels = batch
+    assert svm_loss(scores, labels).item() == pytest.approx(naive_svm_loss(scores, labels))
+
+
+def test_softmax_loss_matches_the_naive_loop(batch):
+    scores, labels = batch
+    assert softmax_loss(scores, labels).item() == pytest.approx(naive_softmax_loss(scores, labels))
+
+
+def test_softmax_loss_is_stable_for_huge_scores():
+    scores = torch.tensor([[1000.0, 0.0, -1000.0]])
+    assert softmax_loss(scores, torch.tensor([0])).item() == pytest.approx(0.0, abs=1e-6)
+    assert math.isfinite(softmax_loss(scores, torch.tensor([2])).item())
+
+
+def test_svm_loss_is_zero_when_every_margin_is_met():
+    scores = torch.tensor([[5.0, 0.0, 3.9], [0.0, 2.0, 0.5]])
+    assert svm_loss(scores, torch.tensor([0, 1])).item() == 0.0
+
+
+def test_svm_gradient_has_the_lecture_form(batch):
+    """d/ds_j = 1[margin_j > 0] for j != y, and d/ds_y = -sum of those, per example, over n."""
+    scores, labels = batch
+    scores = scores.clone().requires_grad_()
+    svm_loss(scores, labels).backward()
+    with torch.no_grad():
+        active = ((scores - scores.gather(1, labels[:, None]) + 1) > 0).double()
+        active[torch.arange(len(labels)), labels] = 0
+        expected = active.clone()
+        expected[torch.arange(len(labels)), labels] = -active.sum(1)
+    torch.testing.assert_close(scores.grad, expected / len(labels))
+
+
+@pytest.mark.parametrize("loss", [svm_loss, softmax_loss])
+def test_gradients_match_numerical_differences(loss, batch):
+    scores, labels = batch
+    assert torch.autograd.gradcheck(lambda s: loss(s, labels), (scores.clone().requires_grad_(),))
+
+
+@pytest.mark.parametrize("kind,expected", [("l2", 1 + 4 + 9 + 16), ("l1", 1 + 2 + 3 + 4)])
+def test_weight_penalty(kind, expected):
+    weights = [torch.tensor([[1.0, -2.0]]), torch.tensor([3.0, -4.0])]
+    assert weight_penalty(weights, kind).item() == expected
+
+
+def test_unknown_penalty_is_refused():
+    with pytest.raises(ValueError, match="l2"):
+        weight_penalty([torch.ones(2)], "l3")

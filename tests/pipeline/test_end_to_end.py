@@ -1,0 +1,123 @@
+"""`dvc repro` for real, in a temporary git repository, on a tiny shapes configuration."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT_FILES = ["pipeline", "features", "models", "experiments", "dvc.yaml", "params.yaml", "pyproject.toml"]
+
+TINY = {
+    "data": {"shapes": {"n_train": 300, "n_test": 100}},
+    "extractors": {"bovw": {"n_clusters": 8, "n_patches": 2000}},
+    "linear": {"feature_sets": ["pixels", "bovw", "hog+color_hist"], "learning_rates": [0.01], "reg_strengths": [0.0001, 0.001], "epochs": 3},
+    "mlp": {"feature_sets": ["pixels"], "hidden_sizes": [32], "epochs": 3},
+}
+
+
+def deep_update(target: dict, changes: dict) -> dict:
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            deep_update(target.setdefault(key, {}), value)
+        else:
+            target[key] = value
+    return target
+
+
+def run(command: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory):
+    """A git + DVC repository holding the project's pipeline with tiny params, after one `dvc repro`."""
+    project = tmp_path_factory.mktemp("project")
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, project / name)
+    params = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"]):
+        run(command, project, env)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], project, env)
+    first = run(["dvc", "repro"], project, env)
+    return project, params, env, first
+
+
+def expected_runs(params) -> list[tuple[str, str]]:
+    return [(c, f) for c in params["linear"]["classifiers"] for f in params["linear"]["feature_sets"]] + [
+        ("mlp", f) for f in params["mlp"]["feature_sets"]
+    ]
+
+
+def test_every_stage_ran(tiny_project):
+    project, params, _, first = tiny_project
+    ran = {line.split("'")[1] for line in first.stdout.splitlines() if line.startswith("Running stage")}
+    expected = {"prepare", "compare"} | {f"extract@{name}" for name in params["extractors"]}
+    expected |= {f"train@{c}-{f}" for c, f in expected_runs(params) if c != "mlp"}
+    expected |= {f"train_mlp@{f}" for c, f in expected_runs(params) if c == "mlp"}
+    assert ran == expected
+
+
+def test_mlflow_holds_one_finished_run_per_training_stage_with_the_dvc_metrics(tiny_project):
+    import mlflow
+
+    project, params, _, _ = tiny_project
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("featurebench/shapes")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([experiment.experiment_id])
+    by_key = {(r.data.tags["classifier"], r.data.tags["feature_set"]): r for r in runs}
+    assert len(runs) == len(by_key) == len(expected_runs(params))
+    assert set(by_key) == set(expected_runs(params))
+    for (classifier, feature_set), mlflow_run in by_key.items():
+        assert mlflow_run.info.status == "FINISHED"
+        metrics = json.loads((project / "results/train" / f"{classifier}-{feature_set}" / "metrics.json").read_text())
+        for key, value in metrics.items():
+            assert mlflow_run.data.metrics[key] == pytest.approx(value), key
+        assert mlflow_run.data.tags["dataset"] == "shapes"
+        assert mlflow_run.data.tags["dvc_stage"].endswith(f"{classifier}-{feature_set}") or mlflow_run.data.tags["dvc_stage"].endswith(f"@{feature_set}")
+        history = client.get_metric_history(mlflow_run.info.run_id, "epoch_val_accuracy")
+        assert [m.step for m in history] == list(range(1, params[("mlp" if classifier == "mlp" else "linear")]["epochs"] + 1))
+        artifacts = {a.path for a in client.list_artifacts(mlflow_run.info.run_id)}
+        assert {"confusion_matrix.png", "learning_curve.png"} <= artifacts
+
+
+def test_dvc_metrics_show_reads_every_run(tiny_project):
+    project, params, env, _ = tiny_project
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], project, env).stdout)
+    files = next(iter(shown.values()))["data"]
+    for classifier, feature_set in expected_runs(params):
+        assert f"results/train/{classifier}-{feature_set}/metrics.json" in files
+
+
+def test_comparison_table_is_sorted_by_test_accuracy(tiny_project):
+    import pandas as pd
+
+    project, params, _, _ = tiny_project
+    table = pd.read_csv(project / "reports/comparison.csv")
+    assert len(table) == len(expected_runs(params))
+    assert list(table["test_accuracy"]) == sorted(table["test_accuracy"], reverse=True)
+    assert "| classifier" in (project / "reports/comparison.md").read_text()
+
+
+def test_second_repro_does_nothing(tiny_project):
+    project, _, env, _ = tiny_project
+    second = run(["dvc", "repro"], project, env)
+    assert "Running stage" not in second.stdout
+    status = run(["dvc", "status"], project, env)
+    assert "up to date" in status.stdout

@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+
+from pipeline.io import atomic_directory, atomic_path, load_arrays, read_json, save_arrays, write_json
+
+
+def test_atomic_path_leaves_nothing_when_the_writer_fails(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_directory_keeps_the_old_result_when_the_writer_fails(tmp_path):
+    target = tmp_path / "features"
+    with atomic_directory(target) as out:
+        (out / "a.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_directory(target) as out:
+            (out / "a.txt").write_text("new")
+            raise RuntimeError("killed")
+    assert (target / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features"]
+
+
+def test_round_trips(tmp_path):
+    write_json(tmp_path / "m.json", {"b": 1, "a": [1, 2]})
+    assert read_json(tmp_path / "m.json") == {"a": [1, 2], "b": 1}
+    save_arrays(tmp_path / "x.npz", images=np.zeros((2, 3), np.uint8))
+    assert load_arrays(tmp_path / "x.npz")["images"].shape == (2, 3)
