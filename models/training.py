@@ -122,7 +122,8 @@ def train(
         rate = learning_rate_at(config, epoch)
         model.train()
         order = torch.randperm(len(x), generator=generator).to(device)
-        total_loss, correct = 0.0, 0
+        total_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
         for start in range(0, len(x), config.batch_size):
             batch = order[start : start + config.batch_size]
             scores = model(x[batch])
@@ -130,8 +131,10 @@ def train(
             objective = loss + config.reg_strength * weight_penalty(weights, config.regularization)
             gradients = torch.autograd.grad(objective, parameters)
             sgd_momentum_step(parameters, gradients, velocities, rate, config.momentum)
-            total_loss += loss.item() * len(batch)
-            correct += (scores.argmax(1) == y[batch]).sum().item()
+            # summed on the device: one host sync per epoch, not two per batch
+            total_loss += loss.detach() * len(batch)
+            correct += (scores.detach().argmax(1) == y[batch]).sum()
+        total_loss, correct = total_loss.item(), correct.item()
         if not math.isfinite(total_loss):
             raise FloatingPointError(f"training diverged at epoch {epoch + 1}: lower learning_rate (now {config.learning_rate})")
         record = EpochRecord(epoch + 1, total_loss / len(x), correct / len(x), evaluate(model, val_features, val_labels), rate)

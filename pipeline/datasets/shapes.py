@@ -2,8 +2,8 @@
 
 The demo compares feature families, so the classes are built to need them together: seven classes are
 told apart only by shape or texture (their colours come from one shared distribution), three only by
-the hue of an irregular blob that looks the same in all three. Clutter, occluding distractors, small
-scales, low contrast and pixel noise keep every model below 100 % without any label noise.
+the hue of an irregular blob that looks the same in all three. Clutter, occluding distractors, varied
+position, scale and tilt, low contrast and pixel noise keep every model below 100 % without label noise.
 """
 from __future__ import annotations
 
@@ -21,26 +21,26 @@ GENERATOR_VERSION = 1
 SHAPE_DEFINED_CLASSES = [
     "disk", "square", "triangle", "cross", "horizontal_stripes", "vertical_stripes", "checkerboard",
 ]
-# Hues in turns (0..1, as skimage.color.rgb2hsv returns them), evenly spaced so that the shared
-# distribution below has no mean hue of its own.
-HUE_OF_COLOUR_CLASS = {"red_blob": 0.0, "green_blob": 1 / 3, "blue_blob": 2 / 3}
+# Hues in turns (0..1, as skimage.color.rgb2hsv returns them). None sits at 0, where rgb2hsv puts every
+# grey pixel, and each band stays inside one bin of a 10-bin hue histogram.
+HUE_OF_COLOUR_CLASS = {"red_blob": 0.95, "green_blob": 0.35, "blue_blob": 0.65}
 SHAPES_CLASSES = SHAPE_DEFINED_CLASSES + list(HUE_OF_COLOUR_CLASS)
 
 COLOUR_CLASS_HUE_HALF_WIDTH = 0.035
 # Every other colour (shape classes, background, distractors) stays this far, in turns, from the
 # colour-class hues, so that hue names those classes and nothing else.
 RESERVED_HUE_HALF_WIDTH = 0.07
-OBJECT_RADIUS_FRACTION = (0.22, 0.40)  # of the image side
-CENTRE_JITTER_FRACTION = 0.12  # of the image side, around the image centre
-MAX_TILT_RADIANS = np.deg2rad(20.0)
+OBJECT_RADIUS_FRACTION = (0.25, 0.40)  # of the image side
+CENTRE_JITTER_FRACTION = 0.08  # of the image side, around the image centre
+MAX_TILT_RADIANS = np.deg2rad(12.0)
 STRIPE_PERIOD_FRACTION = (0.12, 0.18)  # of the image side: 4 to 6 pixels at 32 x 32
 BLOB_DISKS = 3  # a blob is the union of this many overlapping disks
 LUMINANCE_STEP = (0.2, 0.45)  # grey-level difference between object and background, either sign
-LOW_CONTRAST_PROBABILITY = 0.3
+LOW_CONTRAST_PROBABILITY = 0.2
 LOW_CONTRAST_RANGE = (0.2, 0.45)  # fraction of the object-to-background colour difference kept
 MAX_DISTRACTORS = 3
 OCCLUDING_PROBABILITY = 0.35  # a distractor is drawn over the object rather than behind it
-NOISE_STD_RANGE = (0.01, 0.07)  # per image, on the 0..1 intensity scale
+NOISE_STD_RANGE = (0.01, 0.05)  # per image, on the 0..1 intensity scale
 PIXELS_PER_CHUNK = 2**22  # bounds memory while rendering: about 16 MiB per float32 (m, S, S) array
 
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 256
@@ -54,6 +54,8 @@ def make_shapes(n_train: int = 5000, n_test: int = 1000, image_size: int = 32, s
     change when n_train does. Classes are balanced: their counts differ by at most one.
     """
     _check_arguments(n_train=n_train, n_test=n_test, image_size=image_size, seed=seed)
+    # Plain ints, so that numpy integers from a params file give the same checksum and still serialise.
+    n_train, n_test, image_size, seed = int(n_train), int(n_test), int(image_size), int(seed)
     train_stream, test_stream = np.random.SeedSequence(seed).spawn(2)
     parameters = {"n_train": n_train, "n_test": n_test, "image_size": image_size, "seed": seed}
     canonical = json.dumps({"generator": "shapes", "version": GENERATOR_VERSION, **parameters}, sort_keys=True)
@@ -120,7 +122,7 @@ def _draw_scenes(labels: np.ndarray, image_size: int, rng: np.random.Generator) 
         "radius": radius,
         "centre": image_size * (0.5 + rng.uniform(-CENTRE_JITTER_FRACTION, CENTRE_JITTER_FRACTION, (n, 2))),
         "tilt": rng.uniform(-MAX_TILT_RADIANS, MAX_TILT_RADIANS, n),
-        "triangle_turn": rng.uniform(0, 2 * np.pi, n),  # a triangle may point anywhere
+        "triangle_turn": rng.integers(0, 4, n) * np.pi / 2,  # up, down, left or right, then tilted
         "stripe_period": rng.uniform(*STRIPE_PERIOD_FRACTION, n) * image_size,
         # In units of the radius: disks of radius 0.4-0.65 around points within 0.5 of the centre.
         "blob_offsets": _points_in_unit_disk(rng, (n, BLOB_DISKS)) * 0.5,
@@ -150,9 +152,13 @@ def _draw_scenes(labels: np.ndarray, image_size: int, rng: np.random.Generator) 
 
 
 def _shared_hues(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Hues uniform over the circle minus the colour-class bands: their circular mean is zero."""
-    third = rng.integers(0, 3, n) / 3
-    return third + rng.uniform(RESERVED_HUE_HALF_WIDTH, 1 / 3 - RESERVED_HUE_HALF_WIDTH, n)
+    """Hues uniform over the circle minus the reserved bands around the colour-class hues."""
+    band_starts = np.sort(np.array(list(HUE_OF_COLOUR_CLASS.values()))) + RESERVED_HUE_HALF_WIDTH
+    gap_lengths = np.diff(band_starts, append=band_starts[0] + 1.0) - 2 * RESERVED_HUE_HALF_WIDTH
+    position = rng.uniform(0, gap_lengths.sum(), n)  # along the allowed arcs laid end to end
+    gap_ends = np.cumsum(gap_lengths)
+    gap = np.minimum(np.searchsorted(gap_ends, position, side="right"), len(gap_ends) - 1)
+    return (band_starts[gap] + position - (gap_ends[gap] - gap_lengths[gap])) % 1.0
 
 
 def _points_in_unit_disk(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -182,24 +188,29 @@ def _render(scenes: dict[str, np.ndarray], image_size: int, rng: np.random.Gener
     y, x = pixel_centres[None, :, None], pixel_centres[None, None, :]
 
     slope = scenes["background_slope"].astype(np.float32)
-    ramp = (slope[:, 0, None, None] * (x - image_size / 2) + slope[:, 1, None, None] * (y - image_size / 2)) / image_size
+    ramp = (slope[:, 0, None, None] * (x - image_size / 2) + slope[:, 1, None, None] * (y - image_size / 2))
+    ramp /= image_size
     canvas = scenes["background_rgb"].astype(np.float32)[:, None, None, :] + ramp[..., None]
 
     def paint(mask, rgb):
         np.copyto(canvas, rgb.astype(np.float32)[:, None, None, :], where=mask[..., None])
 
+    distractor_masks = [
+        _capsule_mask(
+            x, y, scenes["distractor_centre"][:, slot], scenes["distractor_angle"][:, slot],
+            scenes["distractor_half_length"][:, slot], scenes["distractor_half_width"][:, slot],
+        ) & (slot < scenes["n_distractors"])[:, None, None]
+        for slot in range(MAX_DISTRACTORS)
+    ]
     for occluding in (False, True):
         if occluding:
             # Blend towards the background colour: a low-contrast object keeps its hue but loses its edges.
             background = scenes["background_rgb"]
-            paint(_object_mask(scenes, x, y), background + scenes["contrast"][:, None] * (scenes["object_rgb"] - background))
-        for slot in range(MAX_DISTRACTORS):
-            drawn = (slot < scenes["n_distractors"]) & (scenes["distractor_occludes"][:, slot] == occluding)
-            mask = _capsule_mask(
-                x, y, scenes["distractor_centre"][:, slot], scenes["distractor_angle"][:, slot],
-                scenes["distractor_half_length"][:, slot], scenes["distractor_half_width"][:, slot],
-            )
-            paint(mask & drawn[:, None, None], scenes["distractor_rgb"][:, slot])
+            object_rgb = background + scenes["contrast"][:, None] * (scenes["object_rgb"] - background)
+            paint(_object_mask(scenes, x, y), object_rgb)
+        for slot, mask in enumerate(distractor_masks):
+            in_this_layer = scenes["distractor_occludes"][:, slot] == occluding
+            paint(mask & in_this_layer[:, None, None], scenes["distractor_rgb"][:, slot])
 
     noise_std = scenes["noise_std"].astype(np.float32)[:, None, None, None]
     noise = rng.standard_normal(canvas.shape, dtype=np.float32) * noise_std

@@ -121,3 +121,39 @@ def test_second_repro_does_nothing(tiny_project):
     assert "Running stage" not in second.stdout
     status = run(["dvc", "status"], project, env)
     assert "up to date" in status.stdout
+
+
+def test_featurebench_ui_serves_the_runs(tiny_project):
+    import socket
+    import time
+    import urllib.request
+
+    project, params, env, _ = tiny_project
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(["featurebench", "ui", "--port", str(port)], cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/experiments/get-by-name?experiment_name=featurebench/shapes", timeout=5) as response:
+                    experiment = json.load(response)["experiment"]
+                break
+            except OSError:
+                assert server.poll() is None, "featurebench ui exited"
+                assert time.monotonic() < deadline, "featurebench ui did not answer within 90 s"
+                time.sleep(1)
+        request = urllib.request.Request(
+            f"{base}/runs/search",
+            data=json.dumps({"experiment_ids": [experiment["experiment_id"]], "max_results": 100}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            runs = json.load(response)["runs"]
+        assert len(runs) == len(expected_runs(params))
+        assert all(any(m["key"] == "test_accuracy" for m in run["data"]["metrics"]) for run in runs)
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
