@@ -50,6 +50,87 @@ def command_compare(args) -> int:
     return 0
 
 
+def sample_images(count: int = 24):
+    """Real images to check an extractor on: the prepared train split if there is one, else shapes."""
+    from pipeline.artifacts import PREPARED_DIR
+    from pipeline.io import load_arrays
+
+    prepared = PREPARED_DIR / "train.npz"
+    if prepared.exists():
+        return load_arrays(prepared)["images"][:count], str(prepared)
+    from pipeline.datasets.shapes import make_shapes
+
+    return make_shapes(n_train=100, n_test=10, seed=0).train.images[:count], "shapes (seed 0)"
+
+
+def command_extractor_list(args) -> int:
+    import features
+
+    for name in features.extractor_names():
+        try:
+            params = features.get_extractor(name).get_params()
+        except Exception as error:  # a plugin whose defaults do not build still gets listed
+            params = f"<cannot build with defaults: {error}>"
+        print(f"{name:<16} {features.origin(name):<40} {params}")
+    for error in features.plugin_errors:
+        print(f"! {error}")
+    return 0
+
+
+def command_extractor_check(args) -> int:
+    import features
+    from features.contract import check_extractor
+    from pipeline.params import load_params
+
+    if args.name not in features.extractor_names():
+        print(f"featurebench extractor check: unknown extractor {args.name!r}; see `featurebench extractor list`", file=sys.stderr)
+        return 2
+    configured = load_params().extractors.get(args.name, {}) if Path("params.yaml").exists() else {}
+    images, source = sample_images()
+    print(f"checking {args.name} ({features.origin(args.name)}) on {len(images)} images from {source}")
+    checks = check_extractor(args.name, images, configured)
+    for check in checks:
+        print(f"  {'PASS' if check.passed else 'FAIL'}  {check.name}: {check.detail}")
+    failed = sum(not check.passed for check in checks)
+    print(f"{len(checks) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def command_extractor_new(args) -> int:
+    import features
+    from features.registry import BUILT_IN
+    from pipeline.scaffold import ScaffoldError, create
+
+    try:
+        written = create(Path.cwd(), args.name, args.fitted, features.extractor_names(), BUILT_IN)
+    except ScaffoldError as error:
+        print(f"featurebench extractor new: error: {error}; nothing was written", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path.relative_to(Path.cwd())}")
+    print(f"next: fill in transform() in features/{args.name}.py, run `featurebench extractor check {args.name}`, then `dvc repro`")
+    return 0
+
+
+def command_extractor_remove(args) -> int:
+    from features.registry import BUILT_IN
+    from pipeline.scaffold import ScaffoldError, remove
+
+    if not args.yes:
+        answer = input(f"delete features/{args.name}.py and tests/features/test_{args.name}.py? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing removed")
+            return 1
+    try:
+        removed = remove(Path.cwd(), args.name, BUILT_IN)
+    except ScaffoldError as error:
+        print(f"featurebench extractor remove: error: {error}", file=sys.stderr)
+        return 2
+    for path in removed:
+        print(f"{'updated' if path.name == 'params.yaml' else 'deleted'} {path.relative_to(Path.cwd())}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="featurebench",
@@ -66,6 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(handler=command_ui)
+
+    extractor = commands.add_parser("extractor", help="add, list, check or remove feature extractors")
+    extractor_commands = extractor.add_subparsers(dest="extractor_command", required=True)
+    new = extractor_commands.add_parser("new", help="scaffold features/NAME.py and its test, and add NAME to params.yaml")
+    new.add_argument("name", help="a lower-case Python identifier, e.g. mean_color")
+    new.add_argument("--fitted", action="store_true", help="add a fit() that learns state from the train split")
+    new.set_defaults(handler=command_extractor_new)
+    listing = extractor_commands.add_parser("list", help="every registered extractor, where it comes from and its parameters")
+    listing.set_defaults(handler=command_extractor_list)
+    check = extractor_commands.add_parser("check", help="run the extractor contract on real sample images and say what to fix")
+    check.add_argument("name")
+    check.set_defaults(handler=command_extractor_check)
+    remove = extractor_commands.add_parser("remove", help="undo `extractor new`: delete the module and test, update params.yaml")
+    remove.add_argument("name")
+    remove.add_argument("-y", "--yes", action="store_true", help="do not ask before deleting code")
+    remove.set_defaults(handler=command_extractor_remove)
 
     compare = commands.add_parser("compare", help="print the comparison table written by the `compare` stage")
     compare.set_defaults(handler=command_compare)

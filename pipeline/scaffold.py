@@ -1,0 +1,151 @@
+"""`featurebench extractor new/remove`: write or delete an extractor's module and test, and its params entry."""
+from __future__ import annotations
+
+import keyword
+from pathlib import Path
+
+from ruamel.yaml import YAML  # round-trips params.yaml with its comments, which PyYAML drops
+
+from pipeline.io import atomic_path
+
+DEFAULT_PARAMS = {"scale": 1.0}
+
+MODULE_TEMPLATE = '''"""{name}: TODO say in one line what this feature captures and why a classifier might use it."""
+from __future__ import annotations
+
+import numpy as np
+
+from features.base import FeatureExtractor, NotFittedError, check_images
+from features.registry import register
+
+
+@register("{name}")
+class {class_name}(FeatureExtractor):
+    """TODO: what the feature measures, with its source if it comes from a paper.
+
+    scale : an example hyperparameter (keyword-only; logged to MLflow as extractors.{name}.scale).
+    d = output_dim((H, W, 3)).
+    """
+{fitted_flag}
+    def __init__(self, *, scale: float = 1.0):
+        self.scale = scale
+
+    def output_dim(self, image_shape) -> int:
+        height, width, channels = image_shape
+        return channels  # TODO: the length of one image's feature vector
+{fit_method}
+    def transform(self, images: np.ndarray) -> np.ndarray:
+        """images : (n, H, W, 3) uint8 -> (n, output_dim) float32, each row from its own image only."""
+        check_images(images){fitted_check}
+        raise NotImplementedError("fill in transform() in features/{name}.py")
+'''
+
+FIT_METHOD = '''
+    def fit(self, images: np.ndarray) -> "{class_name}":
+        """Learn state from the train split only; learned attributes end in an underscore."""
+        check_images(images)
+        self.mean_rgb_ = images.reshape(-1, 3).mean(0).astype(np.float32)  # TODO: what your extractor learns
+        return self
+'''
+
+FITTED_CHECK = '''
+        if not hasattr(self, "mean_rgb_"):
+            raise NotFittedError("{name} must be fit on the train split before transform")'''
+
+TEST_TEMPLATE = '''"""Tests of the {name} extractor; the contract (shape, dtype, determinism, batches) runs on it automatically."""
+import numpy as np
+
+from features import get_extractor
+
+
+def test_{name}_gives_one_float32_row_per_image(images):
+    extractor = get_extractor("{name}").fit(images)
+    out = extractor.transform(images)
+    assert out.shape == (len(images), extractor.output_dim(images.shape[1:]))
+    assert out.dtype == np.float32
+
+
+# TODO: a property your feature must have, on the tiny images of tests/conftest.py
+# (constant_image, step_edge_image, disk_image), e.g. "a constant image gives ...".
+'''
+
+
+class ScaffoldError(ValueError):
+    """The name cannot be used; nothing was written."""
+
+
+def class_name_for(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_")) or name
+
+
+def paths_for(root: Path, name: str) -> tuple[Path, Path]:
+    return root / "features" / f"{name}.py", root / "tests" / "features" / f"test_{name}.py"
+
+
+def check_new_name(root: Path, name: str, registered: list[str], built_in: tuple[str, ...]) -> None:
+    if not name.isidentifier() or keyword.iskeyword(name) or name != name.lower():
+        raise ScaffoldError(f"{name!r} is not a valid extractor name: use a lower-case Python identifier such as mean_color")
+    if name in built_in:
+        raise ScaffoldError(f"{name!r} is a built-in extractor; choose another name")
+    module, test = paths_for(root, name)
+    if name in registered or module.exists() or test.exists():
+        raise ScaffoldError(f"extractor {name!r} already exists ({module.relative_to(root)}); choose another name or remove it first")
+    if name in {"base", "registry", "contract"}:
+        raise ScaffoldError(f"{name!r} would shadow features/{name}.py; choose another name")
+
+
+def _load_params(root: Path):
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    return yaml, yaml.load((root / "params.yaml").read_text())
+
+
+def _dump_params(root: Path, yaml: YAML, params) -> None:
+    with atomic_path(root / "params.yaml") as temporary:
+        with open(temporary, "w") as handle:
+            yaml.dump(params, handle)
+
+
+def create(root: Path, name: str, fitted: bool, registered: list[str], built_in: tuple[str, ...]) -> list[Path]:
+    """Write the module and its test and register the name in params.yaml; return what was written."""
+    check_new_name(root, name, registered, built_in)
+    yaml, params = _load_params(root)  # read before writing anything: a broken params.yaml stops here
+    class_name = class_name_for(name)
+    module, test = paths_for(root, name)
+    module.write_text(
+        MODULE_TEMPLATE.format(
+            name=name,
+            class_name=class_name,
+            fitted_flag="\n    fitted = True\n" if fitted else "",
+            fit_method=FIT_METHOD.format(class_name=class_name) if fitted else "",
+            fitted_check=FITTED_CHECK.format(name=name) if fitted else "",
+        )
+    )
+    test.write_text(TEST_TEMPLATE.format(name=name))
+    params["extractors"][name] = dict(DEFAULT_PARAMS)
+    if name not in params["linear"]["feature_sets"]:
+        params["linear"]["feature_sets"].append(name)
+    _dump_params(root, yaml, params)
+    return [module, test, root / "params.yaml"]
+
+
+def remove(root: Path, name: str, built_in: tuple[str, ...]) -> list[Path]:
+    """Delete the module and its test and take the name out of params.yaml (feature sets using it too)."""
+    if name in built_in:
+        raise ScaffoldError(f"{name!r} is a built-in extractor and cannot be removed")
+    module, test = paths_for(root, name)
+    yaml, params = _load_params(root)
+    if not module.exists() and name not in params.get("extractors", {}):
+        raise ScaffoldError(f"no extractor {name!r} in this repository")
+    params["extractors"].pop(name, None)
+    for section in ("linear", "mlp"):
+        sets = params[section]["feature_sets"]
+        for feature_set in [s for s in sets if name in s.split("+")]:
+            sets.remove(feature_set)
+    _dump_params(root, yaml, params)
+    removed = []
+    for path in (module, test):
+        if path.exists():
+            path.unlink()
+            removed.append(path)
+    return removed + [root / "params.yaml"]
