@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if (Path.cwd() / "features" / "__init__.py").exists():
+        # the project in the working directory wins, as it does for `python -m` in DVC stages
+        sys.path.insert(0, str(Path.cwd()))
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     return args.handler(args)
 

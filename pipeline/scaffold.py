@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML  # round-trips params.yaml with its comments, which PyYAML drops
 
+from features.registry import NOT_EXTRACTOR_MODULES
 from pipeline.io import atomic_path
 
 DEFAULT_PARAMS = {"scale": 1.0}
@@ -87,16 +88,17 @@ def check_new_name(root: Path, name: str, registered: list[str], built_in: tuple
         raise ScaffoldError(f"{name!r} is not a valid extractor name: use a lower-case Python identifier such as mean_color")
     if name in built_in:
         raise ScaffoldError(f"{name!r} is a built-in extractor; choose another name")
+    if name in NOT_EXTRACTOR_MODULES:
+        raise ScaffoldError(f"{name!r} would shadow features/{name}.py; choose another name")
     module, test = paths_for(root, name)
     if name in registered or module.exists() or test.exists():
         raise ScaffoldError(f"extractor {name!r} already exists ({module.relative_to(root)}); choose another name or remove it first")
-    if name in {"base", "registry", "contract"}:
-        raise ScaffoldError(f"{name!r} would shadow features/{name}.py; choose another name")
 
 
 def _load_params(root: Path):
     yaml = YAML()
     yaml.preserve_quotes = True
+    yaml.representer.add_representer(type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
     return yaml, yaml.load((root / "params.yaml").read_text())
 
 
@@ -121,6 +123,7 @@ def create(root: Path, name: str, fitted: bool, registered: list[str], built_in:
             fitted_check=FITTED_CHECK.format(name=name) if fitted else "",
         )
     )
+    test.parent.mkdir(parents=True, exist_ok=True)
     test.write_text(TEST_TEMPLATE.format(name=name))
     params["extractors"][name] = dict(DEFAULT_PARAMS)
     if name not in params["linear"]["feature_sets"]:

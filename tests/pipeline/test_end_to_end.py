@@ -157,3 +157,29 @@ def test_featurebench_ui_serves_the_runs(tiny_project):
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+def test_a_new_extractor_is_extracted_trained_and_logged_without_re_extracting_the_others(tiny_project):
+    import mlflow
+
+    from tests.pipeline.test_extractor_cli import fill_transform
+
+    project, params, env, _ = tiny_project
+    run(["featurebench", "extractor", "new", "mean_color"], project, env)
+    fill_transform(project, "mean_color", "        return (images.mean(axis=(1, 2)) / 255 * self.scale).astype(np.float32)")
+    result = run(["dvc", "repro"], project, env)
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    assert "extract@mean_color" in ran
+    assert not {stage for stage in ran if stage.startswith("extract@")} - {"extract@mean_color"}
+    assert "prepare" not in ran
+    new_stages = {f"train@{classifier}-mean_color" for classifier in params["linear"]["classifiers"]}
+    assert new_stages <= ran
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("featurebench/shapes")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.feature_set = 'mean_color'")
+    assert sorted(r.data.tags["classifier"] for r in runs) == sorted(params["linear"]["classifiers"])
+    for mlflow_run in runs:
+        metrics = json.loads((project / "results/train" / f"{mlflow_run.data.tags['classifier']}-mean_color" / "metrics.json").read_text())
+        assert mlflow_run.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+        assert mlflow_run.data.metrics["feature_dim"] == 3

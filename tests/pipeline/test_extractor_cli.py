@@ -1,0 +1,158 @@
+"""`featurebench extractor new/list/check/remove`, run as a user runs them, in a copy of the project."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FEATUREBENCH = [sys.executable, "-m", "pipeline.cli"]
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    for name in ("pipeline", "features", "models"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "tests", tmp_path / "tests", ignore=shutil.ignore_patterns("__pycache__", "plugin_example"))
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    return tmp_path
+
+
+def featurebench(project: Path, *args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*FEATUREBENCH, *args], cwd=project, capture_output=True, text=True, env=env, input=input)
+
+
+def snapshot(project: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(project)): p.read_bytes() for p in sorted(project.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
+def fill_transform(project: Path, name: str, body: str) -> None:
+    module = project / "features" / f"{name}.py"
+    text = module.read_text().replace(f'        raise NotImplementedError("fill in transform() in features/{name}.py")', body)
+    module.write_text(text.replace("return channels  # TODO: the length of one image's feature vector", "return 3"))
+
+
+def test_new_writes_module_test_and_params_keeping_comments(project):
+    result = featurebench(project, "extractor", "new", "mean_color")
+    assert result.returncode == 0, result.stderr
+    assert (project / "features/mean_color.py").exists()
+    assert (project / "tests/features/test_mean_color.py").exists()
+    params = (project / "params.yaml").read_text()
+    assert "mean_color:\n    scale: 1.0" in params
+    assert "# Every stage reads its section" in params  # comments survive
+    import yaml
+
+    loaded = yaml.safe_load(params)
+    assert "mean_color" in loaded["linear"]["feature_sets"]
+    listing = featurebench(project, "extractor", "list")
+    assert "mean_color" in listing.stdout and "this repository (features/mean_color.py)" in listing.stdout
+
+
+def test_new_fitted_extractor_refuses_transform_before_fit(project):
+    assert featurebench(project, "extractor", "new", "centred_color", "--fitted").returncode == 0
+    fill_transform(project, "centred_color", "        return (images.mean(axis=(1, 2)) - self.mean_rgb_).astype(np.float32)")
+    check = featurebench(project, "extractor", "check", "centred_color")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "PASS  refuses transform before fit" in check.stdout
+
+
+@pytest.mark.parametrize(
+    "name,reason",
+    [("9lives", "not a valid extractor name"), ("mean-color", "not a valid extractor name"), ("class", "not a valid extractor name"),
+     ("hog", "built-in"), ("base", "shadow"), ("MeanColor", "lower-case")],
+)
+def test_new_refuses_bad_names_without_touching_a_file(project, name, reason):
+    before = snapshot(project)
+    result = featurebench(project, "extractor", "new", name)
+    assert result.returncode == 2
+    assert reason in result.stderr and "nothing was written" in result.stderr
+    assert snapshot(project) == before
+
+
+def test_new_refuses_an_existing_extractor_without_touching_a_file(project):
+    assert featurebench(project, "extractor", "new", "mean_color").returncode == 0
+    before = snapshot(project)
+    result = featurebench(project, "extractor", "new", "mean_color")
+    assert result.returncode == 2 and "already exists" in result.stderr
+    assert snapshot(project) == before
+
+
+def test_check_passes_a_good_extractor(project):
+    featurebench(project, "extractor", "new", "mean_color")
+    fill_transform(project, "mean_color", "        return (images.mean(axis=(1, 2)) / 255).astype(np.float32)")
+    result = featurebench(project, "extractor", "check", "mean_color")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "7 passed, 0 failed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "body,failed,advice",
+    [
+        ("        return images.mean(axis=(1, 2)) / 255", "output shape (n, d) and dtype float32", "astype(np.float32)"),
+        ("        return np.full((len(images), 3), np.nan, np.float32)", "finite values", "epsilon"),
+        (
+            "        return (images.mean(axis=(1, 2)) - images.mean(axis=(0, 1, 2))).astype(np.float32)",
+            "same rows one at a time or in a batch",
+            "from that image alone",
+        ),
+    ],
+    ids=["wrong-dtype", "nan", "batch-dependent"],
+)
+def test_check_catches_a_broken_extractor_and_says_what_to_fix(project, body, failed, advice):
+    featurebench(project, "extractor", "new", "mean_color")
+    fill_transform(project, "mean_color", body)
+    result = featurebench(project, "extractor", "check", "mean_color")
+    assert result.returncode == 1
+    failing = [line for line in result.stdout.splitlines() if line.strip().startswith("FAIL")]
+    assert any(failed in line and advice in line for line in failing), result.stdout
+
+
+def test_check_reports_an_unfilled_transform(project):
+    featurebench(project, "extractor", "new", "mean_color")
+    result = featurebench(project, "extractor", "check", "mean_color")
+    assert result.returncode == 1
+    assert "NotImplementedError: fill in transform() in features/mean_color.py" in result.stdout
+
+
+def test_remove_asks_first_and_then_undoes_new(project):
+    before = snapshot(project)
+    featurebench(project, "extractor", "new", "mean_color")
+    declined = featurebench(project, "extractor", "remove", "mean_color", input="n\n")
+    assert declined.returncode == 1 and (project / "features/mean_color.py").exists()
+    accepted = featurebench(project, "extractor", "remove", "mean_color", input="y\n")
+    assert accepted.returncode == 0, accepted.stderr
+    assert snapshot(project) == before
+
+
+def test_remove_refuses_a_built_in(project):
+    result = featurebench(project, "extractor", "remove", "hog", "--yes")
+    assert result.returncode == 2 and "built-in" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def installed_plugin(tmp_path_factory) -> Path:
+    """The example package under tests/plugin_example, pip-installed into a temporary folder."""
+    site = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / "plugin"
+    shutil.copytree(ROOT / "tests/plugin_example", source)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(site), str(source)],
+        check=True, capture_output=True,
+    )
+    return site
+
+
+def test_an_installed_package_adds_extractors_and_a_broken_one_is_named(project, installed_plugin):
+    env = {**os.environ, "PYTHONPATH": str(installed_plugin)}
+    listing = featurebench(project, "extractor", "list", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert "mean_rgb" in listing.stdout and "package featurebench-example" in listing.stdout
+    assert "broken_plugin" in listing.stdout and "featurebench-example failed to load" in listing.stdout
+    for built_in in ("pixels", "color_hist", "hog", "bovw"):
+        assert built_in in listing.stdout
+    check = featurebench(project, "extractor", "check", "mean_rgb", env=env)
+    assert check.returncode == 0, check.stdout
