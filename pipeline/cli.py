@@ -112,6 +112,30 @@ def command_extractor_new(args) -> int:
     return 0
 
 
+def command_extractor_use(args) -> int:
+    import importlib.metadata
+
+    import features
+    from pipeline.scaffold import ScaffoldError, use_package_extractor
+
+    origin = features.origin(args.name) if args.name in features.extractor_names() else ""
+    if not origin.startswith("package "):
+        print(f"featurebench extractor use: error: {args.name!r} is not provided by an installed package; see `featurebench extractor list`", file=sys.stderr)
+        return 2
+    package = origin.removeprefix("package ")
+    try:
+        written = use_package_extractor(
+            Path.cwd(), args.name, package, importlib.metadata.version(package), features.get_extractor(args.name).get_params()
+        )
+    except ScaffoldError as error:
+        print(f"featurebench extractor use: error: {error}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path.relative_to(Path.cwd())}")
+    print("next: `dvc repro` extracts it and trains every linear classifier on it")
+    return 0
+
+
 def command_extractor_remove(args) -> int:
     from features.registry import BUILT_IN
     from pipeline.scaffold import ScaffoldError, remove
@@ -159,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = extractor_commands.add_parser("check", help="run the extractor contract on real sample images and say what to fix")
     check.add_argument("name")
     check.set_defaults(handler=command_extractor_check)
+    use = extractor_commands.add_parser("use", help="put an extractor from an installed package into the pipeline (params.yaml and a version pin)")
+    use.add_argument("name")
+    use.set_defaults(handler=command_extractor_use)
     remove = extractor_commands.add_parser("remove", help="undo `extractor new`: delete the module and test, update params.yaml")
     remove.add_argument("name")
     remove.add_argument("-y", "--yes", action="store_true", help="do not ask before deleting code")

@@ -152,3 +152,26 @@ def remove(root: Path, name: str, built_in: tuple[str, ...]) -> list[Path]:
             path.unlink()
             removed.append(path)
     return removed + [root / "params.yaml"]
+
+
+PIN_TEMPLATE = '''"""{name} is provided by the installed package {package} (entry point featurebench.extractors).
+
+This file is what `dvc.yaml` tracks for extract@{name}: it changes, and the extraction re-runs, when
+the package version does. Written by `featurebench extractor use {name}`.
+"""
+PROVIDED_BY = "{package}=={version}"
+'''
+
+
+def use_package_extractor(root: Path, name: str, package: str, version: str, default_params: dict) -> list[Path]:
+    """Put an extractor that an installed package provides into the pipeline: a version pin and params."""
+    module, _ = paths_for(root, name)
+    yaml, params = _load_params(root)
+    if name in params["extractors"]:
+        raise ScaffoldError(f"extractor {name!r} is already in params.yaml")
+    module.write_text(PIN_TEMPLATE.format(name=name, package=package, version=version))
+    params["extractors"][name] = default_params
+    if name not in params["linear"]["feature_sets"]:
+        params["linear"]["feature_sets"].append(name)
+    _dump_params(root, yaml, params)
+    return [module, root / "params.yaml"]

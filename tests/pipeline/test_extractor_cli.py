@@ -156,3 +156,18 @@ def test_an_installed_package_adds_extractors_and_a_broken_one_is_named(project,
         assert built_in in listing.stdout
     check = featurebench(project, "extractor", "check", "mean_rgb", env=env)
     assert check.returncode == 0, check.stdout
+
+
+def test_use_puts_a_package_extractor_into_the_pipeline_with_a_version_pin(project, installed_plugin):
+    import yaml
+
+    env = {**os.environ, "PYTHONPATH": str(installed_plugin)}
+    result = featurebench(project, "extractor", "use", "mean_rgb", env=env)
+    assert result.returncode == 0, result.stderr
+    assert 'PROVIDED_BY = "featurebench-example==0.1.0"' in (project / "features/mean_rgb.py").read_text()
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["extractors"]["mean_rgb"] == {"scale": 1.0}
+    assert "mean_rgb" in params["linear"]["feature_sets"]
+    listing = featurebench(project, "extractor", "list", env=env)
+    assert "package featurebench-example" in listing.stdout.split("mean_rgb", 1)[1].splitlines()[0]
+    assert featurebench(project, "extractor", "use", "hog", env=env).returncode == 2
