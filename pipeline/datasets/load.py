@@ -29,12 +29,25 @@ def load_raw(data, seed: int) -> RawDataset:
     if data.name == "cifar10":
         from pipeline.datasets.cifar10 import load_cifar10
 
-        return load_cifar10(cache_dir=data.raw_dir, archive=data.path)
+        return resized(load_cifar10(cache_dir=data.raw_dir, archive=data.path), data.image_size)
     if data.name == "imagefolder":
         from pipeline.datasets.imagefolder import load_imagefolder
 
         return load_imagefolder(data.path, image_size=data.image_size, seed=seed)
     raise DataError(f"data.name must be shapes, cifar10 or imagefolder; got {data.name!r}")
+
+
+def resized(raw: RawDataset, image_size: int) -> RawDataset:
+    """Bring a fixed-size source (CIFAR-10 is 32x32) to `data.image_size`, as imagefolder does on decode."""
+    from PIL import Image
+
+    def resize(images: ImageSet | None) -> ImageSet | None:
+        if images is None or images.images.shape[1:3] == (image_size, image_size):
+            return images
+        pictures = [Image.fromarray(image).resize((image_size, image_size), Image.Resampling.BILINEAR) for image in images.images]
+        return ImageSet(np.stack([np.asarray(p) for p in pictures]), images.labels)
+
+    return RawDataset(raw.class_names, resize(raw.train), resize(raw.test), raw.source, raw.checksum)
 
 
 def dataset_label(data) -> str:

@@ -36,6 +36,13 @@ def fill_transform(project: Path, name: str, body: str) -> None:
     module.write_text(text.replace("return channels  # TODO: the length of one image's feature vector", "return 3"))
 
 
+def new_filled_and_checked(project: Path, name: str, body: str, *new_flags: str) -> subprocess.CompletedProcess:
+    """`extractor new`, a transform body written in, then `extractor check`."""
+    assert featurebench(project, "extractor", "new", name, *new_flags).returncode == 0
+    fill_transform(project, name, body)
+    return featurebench(project, "extractor", "check", name)
+
+
 def test_new_writes_module_test_and_params_keeping_comments(project):
     result = featurebench(project, "extractor", "new", "mean_color")
     assert result.returncode == 0, result.stderr
@@ -53,9 +60,8 @@ def test_new_writes_module_test_and_params_keeping_comments(project):
 
 
 def test_new_fitted_extractor_refuses_transform_before_fit(project):
-    assert featurebench(project, "extractor", "new", "centred_color", "--fitted").returncode == 0
-    fill_transform(project, "centred_color", "        return (images.mean(axis=(1, 2)) - self.mean_rgb_).astype(np.float32)")
-    check = featurebench(project, "extractor", "check", "centred_color")
+    body = "        return (images.mean(axis=(1, 2)) - self.mean_rgb_).astype(np.float32)"
+    check = new_filled_and_checked(project, "centred_color", body, "--fitted")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "PASS  refuses transform before fit" in check.stdout
 
@@ -82,9 +88,7 @@ def test_new_refuses_an_existing_extractor_without_touching_a_file(project):
 
 
 def test_check_passes_a_good_extractor(project):
-    featurebench(project, "extractor", "new", "mean_color")
-    fill_transform(project, "mean_color", "        return (images.mean(axis=(1, 2)) / 255).astype(np.float32)")
-    result = featurebench(project, "extractor", "check", "mean_color")
+    result = new_filled_and_checked(project, "mean_color", "        return (images.mean(axis=(1, 2)) / 255).astype(np.float32)")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "7 passed, 0 failed" in result.stdout
 
@@ -103,9 +107,7 @@ def test_check_passes_a_good_extractor(project):
     ids=["wrong-dtype", "nan", "batch-dependent"],
 )
 def test_check_catches_a_broken_extractor_and_says_what_to_fix(project, body, failed, advice):
-    featurebench(project, "extractor", "new", "mean_color")
-    fill_transform(project, "mean_color", body)
-    result = featurebench(project, "extractor", "check", "mean_color")
+    result = new_filled_and_checked(project, "mean_color", body)
     assert result.returncode == 1
     failing = [line for line in result.stdout.splitlines() if line.strip().startswith("FAIL")]
     assert any(failed in line and advice in line for line in failing), result.stdout
