@@ -1,4 +1,4 @@
-"""Time `features.hog_batch.hog_batch` against a per-image `skimage.feature.hog` loop on CIFAR-10.
+"""Time `features.hog.hog_batch` against a per-image `skimage.feature.hog` loop on CIFAR-10.
 
 A script, not a test (pytest collects only test_*.py): run from anywhere,
     python tests/benchmarks/bench_hog.py --n 1000
@@ -24,7 +24,7 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 CIFAR10_JPEG = REPOSITORY.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 sys.path.insert(0, str(REPOSITORY))
 
-from features.hog_batch import BLOCK_NORMS, hog_batch  # noqa: E402  (needs the repository on sys.path)
+from features.hog import BLOCK_NORMS, hog_batch  # noqa: E402  (needs the repository on sys.path)
 
 
 def read_cifar10(archive: Path, n: int) -> np.ndarray:

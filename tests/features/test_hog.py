@@ -40,3 +40,10 @@ def test_step_edge_lights_one_orientation_bin_and_rotation_moves_it():
 def test_cells_larger_than_the_image_are_refused_with_the_parameter_named():
     with pytest.raises(ValueError, match="pixels_per_cell"):
         get_extractor("hog", pixels_per_cell=32, cells_per_block=2).output_dim((32, 32, 3))
+
+
+def test_color_variant_matches_skimage_on_rgb(images):
+    out = get_extractor("hog", color=True).transform(images)
+    expected = hog(images[4] / 255.0, orientations=9, pixels_per_cell=(4, 4), cells_per_block=(2, 2), block_norm="L2-Hys", channel_axis=-1)
+    np.testing.assert_allclose(out[4], expected, atol=1e-6)
+    assert not np.allclose(out[4], get_extractor("hog").transform(images[4:5])[0])  # noise: channels disagree

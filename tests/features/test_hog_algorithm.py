@@ -9,7 +9,7 @@ from PIL import Image
 from skimage.color import rgb2gray
 from skimage.feature import hog
 
-from features.hog_batch import _dominant_gradient, hog_batch, hog_output_dim
+from features.hog import _dominant_gradient, hog_batch, hog_output_dim
 from tests.conftest import step_edge_image
 
 CIFAR10_JPEG = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpeg.tar.gz"
