@@ -1,33 +1,76 @@
-"""Colour histogram: how much of each hue an image holds, ignoring where it is."""
+"""Colour histograms: how much of each colour an image holds, optionally per region of a grid."""
 from __future__ import annotations
 
 import numpy as np
-from skimage.color import rgb2hsv
+from skimage.color import rgb2hsv, rgb2lab
 
 from features.base import FeatureExtractor, check_images, check_positive_int
 from features.registry import register
 
+COLOR_SPACES = ("hsv", "rgb", "lab")
+MODES = ("hue", "per_channel", "joint")
+
+
+def unit_channels(images: np.ndarray, color_space: str) -> np.ndarray:
+    """(n, H, W, 3) uint8 -> (n, H, W, 3) float in [0, 1] in the chosen colour space."""
+    if color_space == "rgb":
+        return images / 255.0
+    if color_space == "hsv":
+        return rgb2hsv(images)
+    lab = rgb2lab(images)  # L in [0, 100], a and b within about [-128, 127]
+    return np.stack([lab[..., 0] / 100, (lab[..., 1] + 128) / 255, (lab[..., 2] + 128) / 255], axis=-1)
+
 
 @register("color_hist")
 class ColorHistogram(FeatureExtractor):
-    """Histogram of the hue channel in HSV, normalized to sum to one (the lecture's colour feature).
+    """Normalized colour histograms (Swain & Ballard 1991); the default is the lecture's hue histogram.
 
-    bins : number of equal hue bins over [0, 1); d = bins.
+    bins : equal bins over each channel's range.
+    mode : "hue" (HSV hue only; d = bins), "per_channel" (one histogram per channel; d = 3 * bins) or
+        "joint" (a 3-D histogram over all three channels; d = bins ** 3).
+    color_space : "hsv", "rgb" or "lab" (ignored by "hue", which is HSV by definition).
+    grid : g, one histogram per cell of a g x g grid of the image, each summing to one; d *= g * g.
     """
 
-    def __init__(self, *, bins: int = 10):
+    def __init__(self, *, bins: int = 10, mode: str = "hue", color_space: str = "hsv", grid: int = 1):
         self.bins = check_positive_int("bins", bins)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        if color_space not in COLOR_SPACES:
+            raise ValueError(f"color_space must be one of {', '.join(COLOR_SPACES)}; got {color_space!r}")
+        self.mode = mode
+        self.color_space = color_space
+        self.grid = check_positive_int("grid", grid)
+
+    def _histogram_length(self) -> tuple[int, int]:
+        """(histograms per region, bins per histogram)"""
+        return {"hue": (1, self.bins), "per_channel": (3, self.bins), "joint": (1, self.bins**3)}[self.mode]
+
+    def output_dim(self, image_shape):
+        height, width = image_shape[:2]
+        if min(height, width) < self.grid:
+            raise ValueError(f"grid={self.grid} has more cells than the {height}x{width} images have pixels")
+        histograms, length = self._histogram_length()
+        return self.grid**2 * histograms * length
 
     def transform(self, images: np.ndarray) -> np.ndarray:
         check_images(images)
-        n = len(images)
+        n, height, width = images.shape[:3]
+        dim = self.output_dim(images.shape[1:])
         if n == 0:
-            return np.zeros((0, self.bins), np.float32)
-        hue = rgb2hsv(images.reshape(n, -1, 1, 3)).reshape(n, -1, 3)[..., 0]
-        bin_index = np.minimum((hue * self.bins).astype(np.int64), self.bins - 1)
-        offsets = np.arange(n)[:, None] * self.bins
-        counts = np.bincount((bin_index + offsets).ravel(), minlength=n * self.bins).reshape(n, self.bins)
-        return (counts / hue.shape[1]).astype(np.float32)
-
-    def output_dim(self, image_shape):
-        return self.bins
+            return np.zeros((0, dim), np.float32)
+        channels = unit_channels(images, "hsv" if self.mode == "hue" else self.color_space)
+        bin_index = np.minimum((channels * self.bins).astype(np.int64), self.bins - 1)  # (n, H, W, 3)
+        if self.mode == "hue":
+            codes = bin_index[..., :1]
+        elif self.mode == "per_channel":
+            codes = bin_index + np.arange(3) * self.bins
+        else:
+            codes = (bin_index[..., 0] * self.bins + bin_index[..., 1]) * self.bins + bin_index[..., 2]
+            codes = codes[..., None]
+        histograms, length = self._histogram_length()
+        region = (np.arange(height)[:, None] * self.grid // height) * self.grid + np.arange(width)[None, :] * self.grid // width
+        slots = histograms * length
+        flat = (np.arange(n)[:, None, None, None] * self.grid**2 + region[None, :, :, None]) * slots + codes
+        counts = np.bincount(flat.ravel(), minlength=n * self.grid**2 * slots).reshape(n, self.grid**2, histograms, length)
+        return (counts / counts.sum(-1, keepdims=True)).reshape(n, dim).astype(np.float32)

@@ -30,3 +30,41 @@ def test_constant_image_fills_the_bin_of_its_hue():
 def test_refuses_impossible_bins(bins):
     with pytest.raises(ValueError, match="bins"):
         get_extractor("color_hist", bins=bins)
+
+
+@pytest.mark.parametrize(
+    "mode,color_space,grid,expected",
+    [("hue", "hsv", 1, 8), ("per_channel", "rgb", 1, 24), ("per_channel", "lab", 2, 96), ("joint", "hsv", 1, 512), ("joint", "rgb", 2, 2048)],
+)
+def test_output_size_formula(images, mode, color_space, grid, expected):
+    extractor = get_extractor("color_hist", bins=8, mode=mode, color_space=color_space, grid=grid)
+    assert extractor.output_dim((32, 32, 3)) == expected
+    assert extractor.transform(images).shape == (len(images), expected)
+
+
+@pytest.mark.parametrize("mode,per_region", [("per_channel", 3), ("joint", 1)])
+@pytest.mark.parametrize("color_space", ["rgb", "hsv", "lab"])
+def test_every_histogram_sums_to_one(images, mode, per_region, color_space):
+    out = get_extractor("color_hist", bins=4, mode=mode, color_space=color_space, grid=2).transform(images)
+    np.testing.assert_allclose(out.reshape(len(images), 4 * per_region, -1).sum(-1), 1, rtol=1e-6)
+
+
+def test_joint_rgb_histogram_of_a_constant_image_has_one_full_bin():
+    out = get_extractor("color_hist", bins=4, mode="joint", color_space="rgb").transform(constant_image((255, 0, 130))[None])[0]
+    assert out[(3 * 4 + 0) * 4 + 2] == pytest.approx(1.0)
+
+
+def test_grid_sees_where_the_colour_is():
+    left_red = np.zeros((1, 32, 32, 3), np.uint8)
+    left_red[0, :, :16, 0] = 255
+    right_red = left_red[:, :, ::-1].copy()
+    extractor = get_extractor("color_hist", bins=4, mode="per_channel", color_space="rgb", grid=2)
+    assert not np.array_equal(extractor.transform(left_red), extractor.transform(right_red))
+    whole = get_extractor("color_hist", bins=4, mode="per_channel", color_space="rgb")
+    np.testing.assert_array_equal(whole.transform(left_red), whole.transform(right_red))
+
+
+@pytest.mark.parametrize("bad", [dict(mode="cubic"), dict(color_space="cmyk"), dict(grid=0)])
+def test_refuses_unknown_settings(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        get_extractor("color_hist", **bad)

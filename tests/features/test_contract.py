@@ -76,3 +76,14 @@ def test_duplicate_registration_is_an_error():
 
 def test_built_ins_are_registered():
     assert {"pixels", "color_hist", "hog", "bovw"} <= set(extractor_names())
+
+
+@pytest.mark.parametrize("name", extractor_names())
+def test_every_point_of_the_shared_contract_passes(name, images):
+    """The checks `featurebench extractor check` reports, over every registered extractor."""
+    from features.contract import check_extractor
+
+    checks = check_extractor(name, images, SMALL_PARAMS.get(name))
+    failed = [f"{check.name}: {check.detail}" for check in checks if not check.passed]
+    assert not failed
+    assert len(checks) == (8 if extractor_class(name).fitted else 7)
