@@ -45,3 +45,28 @@ def learning_curve_figure(history, title: str):
     figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+def template_images(weights: np.ndarray, image_shape) -> np.ndarray:
+    """(k, H*W*3) weights on pixels -> (k, H, W, 3) images in [0, 1], each stretched to its own range."""
+    templates = weights.reshape(len(weights), *image_shape)
+    low = templates.min(axis=(1, 2, 3), keepdims=True)
+    high = templates.max(axis=(1, 2, 3), keepdims=True)
+    return (templates - low) / np.maximum(high - low, 1e-12)
+
+
+def templates_figure(weights: np.ndarray, image_shape, titles: list[str] | None, title: str, columns: int = 10):
+    """Rows of a pixel-space weight matrix drawn as images: a linear classifier's one template per class,
+    or an MLP's first-layer units ("many reusable templates")."""
+    images = template_images(weights, image_shape)
+    rows = -(-len(images) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.5 * rows), squeeze=False)
+    for index, axis in enumerate(axes.ravel()):
+        axis.axis("off")
+        if index < len(images):
+            axis.imshow(images[index], interpolation="nearest")
+            if titles:
+                axis.set_title(titles[index], fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure

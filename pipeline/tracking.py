@@ -50,13 +50,32 @@ def flatten(params: dict, prefix: str = "") -> dict:
     return flat
 
 
+def ensure_experiment(name: str, artifact_location: str | None):
+    """The experiment `name`, created with `artifact_location` (<project root>/mlruns for the default store).
+
+    MLflow would otherwise put them in ./mlruns of whichever directory creates the experiment first,
+    which for `dvc exp run --temp` is a copy that DVC deletes afterwards.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if mlflow.get_experiment_by_name(name) is None:
+        try:
+            mlflow.create_experiment(name, artifact_location=artifact_location)
+        except MlflowException:
+            pass  # another stage created it meanwhile
+    return mlflow.set_experiment(name)
+
+
 @contextmanager
 def training_run(*, dataset: str, run_name: str, tags: dict, params: dict):
     """One MLflow run for one training stage; marked FAILED (never left RUNNING) if the block raises."""
     import mlflow
 
+    # decided before set_tracking_uri, which exports MLFLOW_TRACKING_URI itself
+    own_store = not os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri())
-    experiment = mlflow.set_experiment(experiment_name(dataset))
+    experiment = ensure_experiment(experiment_name(dataset), (project_root() / "mlruns").as_uri() if own_store else None)
     mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, "mlflow.experimentKind", "custom_model_development")
     all_tags = {
         "dataset": dataset,

@@ -9,7 +9,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from models.figures import confusion_figure, confusion_matrix, learning_curve_figure
+from models.figures import confusion_figure, confusion_matrix, learning_curve_figure, templates_figure
 from models.mlp import MLP, MLPConfig, StandardizedClassifier
 from models.search import grid, grid_search
 from models.training import TrainConfig, choose_device, evaluate, predict, standardization
@@ -114,9 +114,17 @@ def main() -> None:
             ["actual", "predicted"],
             zip(np.asarray(class_names)[labels["test"].numpy()], np.asarray(class_names)[test_predictions]),
         )
+        figures = {"confusion_matrix.png": confusion_figure(matrix, class_names, title), "learning_curve.png": learning_curve_figure(best.history, title)}
+        if members == ["pixels"]:
+            # weights act on standardized pixels; dividing by std gives each raw pixel's weight
+            first_layer = model.weight_matrices()[0].detach().numpy() / std
+            if hidden:
+                figures["first_layer_templates.png"] = templates_figure(first_layer[:40], meta["image_shape"], None, f"{title}: first 40 hidden units")
+            else:
+                figures["class_templates.png"] = templates_figure(first_layer, meta["image_shape"], class_names, f"{title}: one template per class")
         tracking.log_final(
             metrics,
-            {"confusion_matrix.png": confusion_figure(matrix, class_names, title), "learning_curve.png": learning_curve_figure(best.history, title)},
+            figures,
             deployable,
             input_example=features["train"][:2],
         )

@@ -28,3 +28,37 @@ def test_environment_overrides_the_store(monkeypatch):
 
 def test_flatten_nests_with_dots():
     assert tracking.flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": "x"}) == {"a.b": 1, "a.c.d": [1, 2], "e": "x"}
+
+
+def test_a_dvc_temp_copy_logs_to_the_projects_store_and_artifact_folder(monkeypatch, tmp_path):
+    """What `dvc exp run --temp` does: the stage runs in <repo>/.dvc/tmp/exps/...; nothing may stay there."""
+    import mlflow
+    import matplotlib.pyplot as plt
+
+    repo = tmp_path / "repo"
+    copy = repo / ".dvc" / "tmp" / "exps" / "tmpabc"
+    copy.mkdir(parents=True)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(copy)
+    with tracking.training_run(dataset="unit", run_name="r", tags={"classifier": "svm"}, params={"a": {"b": 1}}) as run:
+        mlflow.log_figure(plt.figure(), "figure.png")
+    assert (repo / "mlflow.db").exists()
+    artifact = repo / "mlruns" / run.info.run_id / "artifacts" / "figure.png"
+    assert artifact.exists()
+    assert not (copy / "mlruns").exists() and not (copy / "mlflow.db").exists()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    finished = client.get_run(run.info.run_id)
+    assert finished.info.status == "FINISHED" and finished.data.params["a.b"] == "1"
+
+
+def test_a_stage_that_fails_leaves_its_run_failed_not_running(monkeypatch, tmp_path):
+    import mlflow
+    import pytest
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FloatingPointError):
+        with tracking.training_run(dataset="unit", run_name="r", tags={}, params={}) as run:
+            raise FloatingPointError("diverged")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.get_run(run.info.run_id).info.status == "FAILED"

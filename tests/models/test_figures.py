@@ -1,0 +1,23 @@
+import numpy as np
+
+from models.figures import confusion_matrix, template_images, templates_figure
+
+
+def test_confusion_matrix_counts_actual_by_predicted():
+    matrix = confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1]), 3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [0, 1, 0]]
+
+
+def test_templates_are_the_weight_rows_as_images_in_unit_range():
+    weights = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, -1)
+    weights[1] *= -1
+    images = template_images(weights, (4, 4, 3))
+    assert images.shape == (2, 4, 4, 3)
+    assert images.min() == 0 and images.max() == 1
+    assert images[0, 0, 0, 0] == 0 and images[1, 0, 0, 0] == 1  # each stretched to its own range
+
+
+def test_templates_figure_has_one_titled_panel_per_class():
+    figure = templates_figure(np.random.default_rng(0).normal(size=(10, 8 * 8 * 3)), (8, 8, 3), [f"c{i}" for i in range(10)], "t")
+    titled = [axis.get_title() for axis in figure.axes if axis.get_title()]
+    assert titled == [f"c{i}" for i in range(10)]
