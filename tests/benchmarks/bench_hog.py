@@ -9,36 +9,19 @@ two and exits with status 1 when that exceeds --tolerance.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-import tarfile
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from skimage.color import rgb2gray
 from skimage.feature import hog
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-CIFAR10_JPEG = REPOSITORY.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 sys.path.insert(0, str(REPOSITORY))
 
 from features.hog import BLOCK_NORMS, hog_batch  # noqa: E402  (needs the repository on sys.path)
-
-
-def read_cifar10(archive: Path, n: int) -> np.ndarray:
-    """The first n images of the archive, uint8 (n, 32, 32, 3), read by streaming the tar."""
-    images = []
-    with tarfile.open(archive, "r|gz") as tar:
-        for member in tar:
-            if member.isfile() and member.name.endswith(".jpg"):
-                images.append(np.asarray(Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB")))
-                if len(images) == n:
-                    break
-    if len(images) < n:
-        raise SystemExit(f"{archive} holds only {len(images)} images; lower --n")
-    return np.stack(images)
+from tests.cifar_sample import SHARED_CIFAR10_JPEG as CIFAR10_JPEG, first_images  # noqa: E402
 
 
 def skimage_loop(images: np.ndarray, params: dict) -> np.ndarray:
@@ -79,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    rgb = read_cifar10(args.archive, args.n)
+    rgb = first_images(args.n, args.archive)
     images = rgb / 255.0 if args.colour else rgb2gray(rgb)
     params = dict(
         orientations=args.orientations,

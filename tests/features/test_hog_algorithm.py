@@ -1,18 +1,15 @@
-import io
-import tarfile
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from skimage.color import rgb2gray
 from skimage.feature import hog
 
 from features.hog import _dominant_gradient, hog_batch, hog_output_dim
 from tests.conftest import step_edge_image
 
-CIFAR10_JPEG = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+from tests.cifar_sample import SHARED_CIFAR10_JPEG as CIFAR10_JPEG, first_images
 BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")
 # skimage works in float64 and we return float32, so the bound is float32 rounding of values <= 1.
 FLOAT32_ROUNDING = 2e-7
@@ -176,14 +173,7 @@ def test_unknown_block_norm_is_refused():
 @lru_cache(maxsize=1)
 def cifar10_images(n: int) -> np.ndarray:
     """The first n images of the shared CIFAR-10 archive, uint8 (n, 32, 32, 3), read by streaming the tar."""
-    images = []
-    with tarfile.open(CIFAR10_JPEG, "r|gz") as archive:
-        for member in archive:
-            if member.isfile() and member.name.endswith(".jpg"):
-                images.append(np.asarray(Image.open(io.BytesIO(archive.extractfile(member).read())).convert("RGB")))
-                if len(images) == n:
-                    break
-    return np.stack(images)
+    return first_images(n)
 
 
 @pytest.mark.skipif(not CIFAR10_JPEG.exists(), reason=f"{CIFAR10_JPEG} is absent")

@@ -4,15 +4,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from tests.cifar_sample import SHARED_CIFAR10_JPEG, write_sample_archive
+
 ROOT = Path(__file__).resolve().parents[2]
-CIFAR_JPEG = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
 def run_prepare(project: Path, **data) -> subprocess.CompletedProcess:
@@ -36,20 +36,10 @@ def test_shapes_are_split_stratified_with_validation_from_train(tmp_path):
     assert images.shape == (100, 32, 32, 3) and images.dtype == np.uint8
 
 
-@pytest.mark.skipif(not CIFAR_JPEG.exists(), reason="the shared CIFAR-10 JPEG archive is not beside the checkout")
+@pytest.mark.skipif(not SHARED_CIFAR10_JPEG.exists(), reason="the shared CIFAR-10 JPEG archive is not beside the checkout")
 def test_prepare_reads_a_sample_of_real_cifar10_through_imagefolder(tmp_path):
     sample = tmp_path / "cifar-sample.tar.gz"
-    taken: dict[str, int] = {}
-    with tarfile.open(CIFAR_JPEG) as source, tarfile.open(sample, "w:gz") as target:
-        for member in source:
-            if not member.isfile():
-                continue
-            folder = member.name.rsplit("/", 1)[0]
-            if taken.get(folder, 0) < 12:
-                taken[folder] = taken.get(folder, 0) + 1
-                target.addfile(member, source.extractfile(member))
-            if len(taken) == 20 and all(count == 12 for count in taken.values()):
-                break
+    write_sample_archive(sample, per_class=12)
     project = tmp_path / "project"
     project.mkdir()
     result = run_prepare(project, name="imagefolder", path=str(sample), val_fraction=0.25)

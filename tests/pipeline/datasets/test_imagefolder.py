@@ -2,17 +2,16 @@ import hashlib
 import io
 import tarfile
 import zipfile
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.cifar_sample import SHARED_CIFAR10_JPEG, write_sample_archive
 from pipeline.datasets import DataError
 from pipeline.datasets.imagefolder import load_imagefolder
 
-SHARED_CIFAR_JPEG = Path(__file__).parents[3] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -338,17 +337,11 @@ def test_progress_bar_goes_to_stderr_only_when_asked(tmp_path, capsys):
     assert "reading data" in loud.err
 
 
-@pytest.mark.skipif(not SHARED_CIFAR_JPEG.exists(), reason="shared CIFAR-10 JPEG archive not on this machine")
+@pytest.mark.skipif(not SHARED_CIFAR10_JPEG.exists(), reason="shared CIFAR-10 JPEG archive not on this machine")
 def test_sample_of_real_cifar_jpeg_archive_loads_ten_classes(tmp_path):
     per_class = 20
     sample = tmp_path / "cifar10-sample.tar.gz"
-    taken = Counter()
-    with tarfile.open(SHARED_CIFAR_JPEG, "r|gz") as source, tarfile.open(sample, "w:gz") as target:
-        for member in source:
-            parts = member.name.split("/")  # cifar10/<split>/<class>/<image>
-            if member.isfile() and len(parts) == 4 and taken[parts[1], parts[2]] < per_class:
-                taken[parts[1], parts[2]] += 1
-                target.addfile(member, source.extractfile(member))
+    write_sample_archive(sample, per_class)
 
     dataset = load_imagefolder(sample, progress=False)
 
