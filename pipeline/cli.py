@@ -99,13 +99,9 @@ def command_extractor_check(args) -> int:
 def command_extractor_new(args) -> int:
     import features
     from features.registry import BUILT_IN
-    from pipeline.scaffold import ScaffoldError, create
+    from pipeline.scaffold import create
 
-    try:
-        written = create(Path.cwd(), args.name, args.fitted, features.extractor_names(), BUILT_IN)
-    except ScaffoldError as error:
-        print(f"featurebench extractor new: error: {error}; nothing was written", file=sys.stderr)
-        return 2
+    written = create(Path.cwd(), args.name, args.fitted, features.extractor_names(), BUILT_IN)
     for path in written:
         print(f"wrote {path.relative_to(Path.cwd())}")
     print(f"next: fill in transform() in features/{args.name}.py, run `featurebench extractor check {args.name}`, then `dvc repro`")
@@ -116,20 +112,16 @@ def command_extractor_use(args) -> int:
     import importlib.metadata
 
     import features
-    from pipeline.scaffold import ScaffoldError, use_package_extractor
+    from pipeline.scaffold import use_package_extractor
 
     origin = features.origin(args.name) if args.name in features.extractor_names() else ""
     if not origin.startswith("package "):
         print(f"featurebench extractor use: error: {args.name!r} is not provided by an installed package; see `featurebench extractor list`", file=sys.stderr)
         return 2
     package = origin.removeprefix("package ")
-    try:
-        written = use_package_extractor(
-            Path.cwd(), args.name, package, importlib.metadata.version(package), features.get_extractor(args.name).get_params()
-        )
-    except ScaffoldError as error:
-        print(f"featurebench extractor use: error: {error}", file=sys.stderr)
-        return 2
+    written = use_package_extractor(
+        Path.cwd(), args.name, package, importlib.metadata.version(package), features.get_extractor(args.name).get_params()
+    )
     for path in written:
         print(f"wrote {path.relative_to(Path.cwd())}")
     print("next: `dvc repro` extracts it and trains every linear classifier on it")
@@ -138,18 +130,14 @@ def command_extractor_use(args) -> int:
 
 def command_extractor_remove(args) -> int:
     from features.registry import BUILT_IN
-    from pipeline.scaffold import ScaffoldError, remove
+    from pipeline.scaffold import remove
 
     if not args.yes:
         answer = input(f"delete features/{args.name}.py and tests/features/test_{args.name}.py? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing removed")
             return 1
-    try:
-        removed = remove(Path.cwd(), args.name, BUILT_IN)
-    except ScaffoldError as error:
-        print(f"featurebench extractor remove: error: {error}", file=sys.stderr)
-        return 2
+    removed = remove(Path.cwd(), args.name, BUILT_IN)
     for path in removed:
         print(f"{'updated' if path.name == 'params.yaml' else 'deleted'} {path.relative_to(Path.cwd())}")
     return 0
@@ -202,7 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         # the project in the working directory wins, as it does for `python -m` in DVC stages
         sys.path.insert(0, str(Path.cwd()))
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return args.handler(args)
+    from pipeline.stage import USER_ERRORS
+
+    try:
+        return args.handler(args)
+    except USER_ERRORS as error:  # the stages' user errors (bad params, data, names): one line, exit 2
+        command = " ".join(filter(None, [args.command, getattr(args, "extractor_command", None)]))
+        print(f"featurebench {command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -110,7 +110,10 @@ def _dump_params(root: Path, yaml: YAML, params) -> None:
 
 def create(root: Path, name: str, fitted: bool, registered: list[str], built_in: tuple[str, ...]) -> list[Path]:
     """Write the module and its test and register the name in params.yaml; return what was written."""
-    check_new_name(root, name, registered, built_in)
+    try:
+        check_new_name(root, name, registered, built_in)
+    except ScaffoldError as error:
+        raise ScaffoldError(f"{error}; nothing was written") from None
     yaml, params = _load_params(root)  # read before writing anything: a broken params.yaml stops here
     class_name = class_name_for(name)
     module, test = paths_for(root, name)

@@ -173,3 +173,12 @@ def test_use_puts_a_package_extractor_into_the_pipeline_with_a_version_pin(proje
     listing = featurebench(project, "extractor", "list", env=env)
     assert "package featurebench-example" in listing.stdout.split("mean_rgb", 1)[1].splitlines()[0]
     assert featurebench(project, "extractor", "use", "hog", env=env).returncode == 2
+
+
+def test_a_broken_params_file_is_one_clear_line_not_a_traceback(project):
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("data:\n  name: shapes", "data:\n  name: mnist"))
+    result = featurebench(project, "extractor", "check", "hog")
+    assert result.returncode == 2
+    assert result.stderr.startswith("featurebench extractor check: error: data.name must be one of")
+    assert "Traceback" not in result.stderr
