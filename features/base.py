@@ -37,6 +37,10 @@ class FeatureExtractor:
     def transform(self, images: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def figure(self, images: np.ndarray):
+        """A matplotlib figure of what the extractor sees in a few sample images, or None (the default)."""
+        return None
+
     def output_dim(self, image_shape: tuple[int, int, int]) -> int:
         """Length d of one image's feature vector for images of shape (H, W, 3)."""
         raise NotImplementedError

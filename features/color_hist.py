@@ -74,3 +74,17 @@ class ColorHistogram(FeatureExtractor):
         flat = (np.arange(n)[:, None, None, None] * self.grid**2 + region[None, :, :, None]) * slots + codes
         counts = np.bincount(flat.ravel(), minlength=n * self.grid**2 * slots).reshape(n, self.grid**2, histograms, length)
         return (counts / counts.sum(-1, keepdims=True)).reshape(n, dim).astype(np.float32)
+
+    def figure(self, images):
+        """Each sample image above its histogram (the first grid region's), hue bins in their own colours."""
+        from matplotlib.colors import hsv_to_rgb
+
+        from features.figures import histograms_figure
+
+        histograms, length = self._histogram_length()
+        first_region = self.transform(images)[:, : histograms * length]
+        colors = None
+        if self.mode == "hue":
+            colors = [hsv_to_rgb(((index + 0.5) / self.bins, 1, 1)) for index in range(self.bins)]
+        return histograms_figure(images, first_region, colors, f"color_hist: {self.mode} histogram ({self.color_space}, {self.bins} bins)")
+

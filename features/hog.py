@@ -322,3 +322,17 @@ class HOG(FeatureExtractor):
         if self.color:
             return hog_batch(images / 255.0, channel_axis=-1, **settings)
         return hog_batch(rgb2gray(images), **settings)
+
+    def figure(self, images):
+        """Each sample image above skimage's HoG glyphs: per cell, strokes as long as each orientation's strength."""
+        from skimage.feature import hog
+
+        from features.figures import hog_glyphs_figure
+
+        settings = dict(orientations=self.orientations, pixels_per_cell=(self.pixels_per_cell,) * 2, cells_per_block=(self.cells_per_block,) * 2, visualize=True)
+        glyphs = [
+            hog(image / 255.0, channel_axis=-1, **settings)[1] if self.color else hog(rgb2gray(image), **settings)[1]
+            for image in images
+        ]
+        return hog_glyphs_figure(images, glyphs, f"hog: {self.orientations} orientations, {self.pixels_per_cell}x{self.pixels_per_cell}-pixel cells")
+

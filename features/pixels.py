@@ -18,6 +18,11 @@ class Pixels(FeatureExtractor):
         check_images(images)
         return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
 
+    def figure(self, images):
+        from features.figures import sample_images_figure
+
+        return sample_images_figure(images, "pixels: the images themselves, flattened")
+
     def output_dim(self, image_shape):
         height, width, channels = image_shape
         return height * width * channels

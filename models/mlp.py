@@ -25,6 +25,7 @@ class MLPConfig:
     hidden_sizes: list[int] = field(default_factory=list)
     activation: str = "relu"
     dropout: float = 0.0
+    batchnorm: bool = False
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
@@ -36,7 +37,7 @@ class MLPConfig:
 
 
 class MLP(nn.Module):
-    """input -> [Linear -> activation -> dropout] * len(hidden_sizes) -> Linear -> class scores."""
+    """input -> [Linear -> (batch norm) -> activation -> dropout] * len(hidden_sizes) -> Linear -> class scores."""
 
     def __init__(self, config: MLPConfig):
         super().__init__()
@@ -44,7 +45,10 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         width = config.input_dim
         for hidden in config.hidden_sizes:
-            layers += [nn.Linear(width, hidden), ACTIVATIONS[config.activation]()]
+            layers.append(nn.Linear(width, hidden))
+            if config.batchnorm:
+                layers.append(nn.BatchNorm1d(hidden))
+            layers.append(ACTIVATIONS[config.activation]())
             if config.dropout:
                 layers.append(nn.Dropout(config.dropout))
             width = hidden

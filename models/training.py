@@ -1,4 +1,4 @@
-"""One seeded minibatch SGD loop for every model, and its evaluation."""
+"""One seeded minibatch loop for every model (SGD with momentum, Nesterov or Adam), and its evaluation."""
 from __future__ import annotations
 
 import math
@@ -12,12 +12,19 @@ from tqdm import tqdm
 from models.losses import LOSSES, weight_penalty
 from models.mlp import MLP
 
+OPTIMIZERS = ("sgd", "nesterov", "adam")
+
 
 @dataclass
 class TrainConfig:
-    """Optimization settings; `loss` is "svm" or "softmax", `regularization` "l2" or "l1"."""
+    """Optimization settings; `loss` is "svm" or "softmax", `regularization` "l2" or "l1".
+
+    optimizer : "sgd" (the lecture's momentum update), "nesterov" or "adam".
+    patience : stop after this many epochs without a better validation accuracy (0: run every epoch).
+    """
 
     loss: str = "softmax"
+    optimizer: str = "sgd"
     learning_rate: float = 0.01
     momentum: float = 0.9
     reg_strength: float = 1e-4
@@ -25,11 +32,16 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 256
     lr_schedule: str = "cosine"
+    patience: int = 0
     seed: int = 0
 
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0 (0 turns early stopping off); got {self.patience}")
         if self.regularization not in ("l2", "l1"):
             raise ValueError(f"regularization must be 'l2' or 'l1'; got {self.regularization!r}")
         if not self.learning_rate > 0:
@@ -76,6 +88,44 @@ def sgd_momentum_step(parameters, gradients, velocities, learning_rate: float, m
 
 
 @torch.no_grad()
+def nesterov_step(parameters, gradients, velocities, learning_rate: float, momentum: float) -> None:
+    """Nesterov momentum as cs231n writes it: v' = mu v - lr g; w += -mu v + (1 + mu) v'."""
+    for parameter, gradient, velocity in zip(parameters, gradients, velocities):
+        parameter.sub_(velocity, alpha=momentum)
+        velocity.mul_(momentum).sub_(gradient, alpha=learning_rate)
+        parameter.add_(velocity, alpha=1 + momentum)
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) with bias correction; beta1 is the config's momentum, beta2 = 0.999."""
+
+    def __init__(self, parameters, beta1: float, beta2: float = 0.999, epsilon: float = 1e-8):
+        self.beta1, self.beta2, self.epsilon, self.t = beta1, beta2, epsilon, 0
+        self.first = [torch.zeros_like(p) for p in parameters]
+        self.second = [torch.zeros_like(p) for p in parameters]
+
+    @torch.no_grad()
+    def step(self, parameters, gradients, learning_rate: float) -> None:
+        self.t += 1
+        correction1, correction2 = 1 - self.beta1**self.t, 1 - self.beta2**self.t
+        for parameter, gradient, first, second in zip(parameters, gradients, self.first, self.second):
+            first.mul_(self.beta1).add_(gradient, alpha=1 - self.beta1)
+            second.mul_(self.beta2).addcmul_(gradient, gradient, value=1 - self.beta2)
+            denominator = (second / correction2).sqrt_().add_(self.epsilon)
+            parameter.addcdiv_(first, denominator, value=-learning_rate / correction1)
+
+
+def optimizer_step(config: TrainConfig, parameters: list[torch.Tensor]) -> Callable:
+    """step(gradients, learning_rate) applying the configured update to `parameters` in place."""
+    if config.optimizer == "adam":
+        adam = Adam(parameters, beta1=config.momentum)
+        return lambda gradients, rate: adam.step(parameters, gradients, rate)
+    velocities = [torch.zeros_like(p) for p in parameters]
+    update = nesterov_step if config.optimizer == "nesterov" else sgd_momentum_step
+    return lambda gradients, rate: update(parameters, gradients, velocities, rate, config.momentum)
+
+
+@torch.no_grad()
 def predict(model: MLP, features: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     """Class indices for every row of `features` (on the model's device)."""
     model.eval()
@@ -101,10 +151,15 @@ def train(
     device: torch.device | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     progress: bool = True,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    stop_after: int | None = None,
 ) -> list[EpochRecord]:
-    """Minibatch SGD with momentum; keeps the weights of the epoch with the best validation accuracy.
+    """Minibatch training; keeps the weights of the epoch with the best validation accuracy.
 
     features : (n, d) float32 tensors on the CPU; labels : (n,) int64. Returns one record per epoch.
+    With no validation rows (a refit on train + val) it keeps the last epoch's weights.
+    augment : applied to every training minibatch (e.g. random horizontal flips of pixel rows).
+    stop_after : end after this many epochs, the learning-rate schedule still spanning `config.epochs`.
     """
     device = device or choose_device()
     torch.manual_seed(config.seed)
@@ -112,12 +167,12 @@ def train(
     model.to(device)
     x, y = train_features.to(device), train_labels.to(device)
     parameters = list(model.parameters())
-    velocities = [torch.zeros_like(p) for p in parameters]
+    step = optimizer_step(config, parameters)
     loss_function = LOSSES[config.loss]
     weights = model.weight_matrices()
     history: list[EpochRecord] = []
     best_accuracy, best_state = -1.0, None
-    epochs = tqdm(range(config.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
+    epochs = tqdm(range(min(config.epochs, stop_after or config.epochs)), desc="train", unit="epoch", disable=not progress, leave=False)
     for epoch in epochs:
         rate = learning_rate_at(config, epoch)
         model.train()
@@ -126,11 +181,12 @@ def train(
         correct = torch.zeros((), dtype=torch.int64, device=device)
         for start in range(0, len(x), config.batch_size):
             batch = order[start : start + config.batch_size]
-            scores = model(x[batch])
+            inputs = x[batch] if augment is None else augment(x[batch], generator)
+            scores = model(inputs)
             loss = loss_function(scores, y[batch])
             objective = loss + config.reg_strength * weight_penalty(weights, config.regularization)
             gradients = torch.autograd.grad(objective, parameters)
-            sgd_momentum_step(parameters, gradients, velocities, rate, config.momentum)
+            step(gradients, rate)
             # summed on the device: one host sync per epoch, not two per batch
             total_loss += loss.detach() * len(batch)
             correct += (scores.detach().argmax(1) == y[batch]).sum()
@@ -139,14 +195,23 @@ def train(
             raise FloatingPointError(f"training diverged at epoch {epoch + 1}: lower learning_rate (now {config.learning_rate})")
         record = EpochRecord(epoch + 1, total_loss / len(x), correct / len(x), evaluate(model, val_features, val_labels), rate)
         history.append(record)
-        if record.val_accuracy > best_accuracy:
+        if len(val_labels) == 0 or record.val_accuracy > best_accuracy:
             best_accuracy = record.val_accuracy
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         epochs.set_postfix(loss=f"{record.train_loss:.3f}", val=f"{record.val_accuracy:.3f}")
         if on_epoch:
             on_epoch(record)
+        if config.patience and epoch + 1 - best_epoch(history) >= config.patience:
+            break
     model.load_state_dict(best_state)
     return history
+
+
+def best_epoch(history: list[EpochRecord]) -> int:
+    """The first epoch with the highest validation accuracy (the last one when there is no validation)."""
+    if not history or math.isnan(history[0].val_accuracy):
+        return len(history)
+    return max(history, key=lambda record: (record.val_accuracy, -record.epoch)).epoch
 
 
 def standardization(train: np.ndarray, epsilon: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
@@ -154,3 +219,15 @@ def standardization(train: np.ndarray, epsilon: float = 1e-6) -> tuple[np.ndarra
     mean = train.mean(0, dtype=np.float64).astype(np.float32)
     std = train.std(0, dtype=np.float64).astype(np.float32) + np.float32(epsilon)
     return mean, std
+
+
+def channel_standardization(train: np.ndarray, image_shape: tuple[int, int, int], epsilon: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) of each colour channel over all pixels of the train rows, tiled to the row length.
+
+    For raw-pixel rows: the same statistics at every position keep flips and shifts exact.
+    """
+    channels = train.reshape(-1, image_shape[-1])
+    mean = channels.mean(0, dtype=np.float64)
+    std = channels.std(0, dtype=np.float64) + epsilon
+    positions = image_shape[0] * image_shape[1]
+    return np.tile(mean, positions).astype(np.float32), np.tile(std, positions).astype(np.float32)

@@ -12,10 +12,16 @@ PREPARED_DIR = Path("data/prepared")
 FEATURES_DIR = Path("data/features")
 TRAIN_RESULTS_DIR = Path("results/train")
 EXTRACT_METRICS_DIR = Path("results/extract")
+PREVIEW_NAME = "preview.png"  # an extractor's picture of what it sees, beside its features
 
 
 def feature_dir(extractor: str) -> Path:
     return FEATURES_DIR / extractor
+
+
+def feature_previews(members: list[str]) -> list[Path]:
+    """The pictures of the extractors behind a feature set (extractors that draw none are skipped)."""
+    return [feature_dir(member) / PREVIEW_NAME for member in members if (feature_dir(member) / PREVIEW_NAME).exists()]
 
 
 def train_dir(classifier: str, feature_set: str) -> Path:

@@ -8,7 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from features import get_extractor
-from pipeline.artifacts import EXTRACT_METRICS_DIR, SPLITS, feature_dir, load_prepared
+from pipeline.artifacts import EXTRACT_METRICS_DIR, PREVIEW_NAME, SPLITS, feature_dir, load_prepared
 from pipeline.io import atomic_directory, save_arrays, write_json
 from pipeline.params import ParamsError, load_params
 from pipeline.stage import run_stage
@@ -21,6 +21,19 @@ def transform_in_batches(extractor, images: np.ndarray, batch_size: int, descrip
         for start in tqdm(range(0, len(images), batch_size), desc=description, unit="batch", leave=False)
     ]
     return np.concatenate(parts) if parts else np.zeros((0, extractor.output_dim(images.shape[1:])), np.float32)
+
+
+def sample_images(images: np.ndarray, labels: np.ndarray, count: int = 8) -> np.ndarray:
+    """The first image of each class, up to `count` of them: the samples an extractor's picture shows."""
+    firsts = [int(np.flatnonzero(labels == label)[0]) for label in np.unique(labels)[:count]]
+    return images[firsts]
+
+
+def save_figure(figure, path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
 
 
 def main() -> None:
@@ -53,6 +66,9 @@ def main() -> None:
         if state:
             save_arrays(out / "state.npz", **state)
         write_json(out / "extractor.json", {"name": args.name, "params": extractor.get_params()})
+        figure = extractor.figure(sample_images(splits["train"]["images"], splits["train"]["labels"]))
+        if figure is not None:
+            save_figure(figure, out / PREVIEW_NAME)
     metrics = {
         "feature_dim": dim,
         "fit_seconds": round(fit_seconds, 3),

@@ -39,16 +39,30 @@ class DataParams:
 
 @dataclass
 class TrainingParams:
-    """Settings shared by the `linear` and `mlp` sections; lists are the validation grid searched."""
+    """Settings shared by the `linear` and `mlp` sections.
+
+    learning_rates, reg_strengths and epochs (an int or a list) span the search on the validation
+    split: `search: grid` tries every combination (at most `budget` of them), `search: random` draws
+    `budget` of them. The chosen settings are refit on train + validation when `refit` is true.
+    """
 
     learning_rates: list[float] = field(default_factory=lambda: [0.01])
     reg_strengths: list[float] = field(default_factory=lambda: [1e-4])
     regularization: str = "l2"
-    epochs: int = 10
+    epochs: int | list[int] = 10
     batch_size: int = 256
+    optimizer: str = "sgd"
     momentum: float = 0.9
     lr_schedule: str = "cosine"
+    patience: int = 0
+    search: str = "grid"
+    budget: int = 12
+    refit: bool = True
     feature_sets: list[str] = field(default_factory=list)
+
+    @property
+    def epoch_options(self) -> list[int]:
+        return list(self.epochs) if isinstance(self.epochs, list) else [self.epochs]
 
 
 @dataclass
@@ -58,10 +72,20 @@ class LinearParams(TrainingParams):
 
 @dataclass
 class MLPParams(TrainingParams):
-    hidden_sizes: list[int] = field(default_factory=lambda: [512])
+    hidden_sizes: list = field(default_factory=lambda: [512])
     activation: str = "relu"
     dropout: float = 0.0
+    batchnorm: bool = False
+    augment: str = "none"
     loss: str = "softmax"
+
+    @property
+    def hidden_size_options(self) -> list[list[int]]:
+        """[1024, 512] is one architecture; [[1024], [1024, 512]] are two to search over."""
+        sizes = self.hidden_sizes
+        if sizes and all(isinstance(option, list) for option in sizes):
+            return [list(option) for option in sizes]
+        return [list(sizes)]
 
 
 @dataclass
@@ -123,4 +147,56 @@ def load_params(path: str | Path = "params.yaml") -> Params:
             raise ParamsError(f"learning_rates must be a non-empty list of values > 0; got {section.learning_rates}")
         if any(strength < 0 for strength in section.reg_strengths) or not section.reg_strengths:
             raise ParamsError(f"reg_strengths must be a non-empty list of values >= 0; got {section.reg_strengths}")
+    check_mlp(params.mlp)
+    check_search(params.linear, "linear")
+    check_search(params.mlp, "mlp")
     return params
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_search(section: TrainingParams, where: str) -> None:
+    """Refuse impossible training and search settings, naming the key and the allowed values."""
+    from models.search import SEARCH_METHODS
+    from models.training import OPTIMIZERS
+
+    epochs = section.epoch_options
+    if not epochs or not all(_is_int(value) and value >= 1 for value in epochs):
+        raise ParamsError(f"{where}.epochs must be an integer >= 1 or a non-empty list of them; got {section.epochs!r}")
+    if section.optimizer not in OPTIMIZERS:
+        raise ParamsError(f"{where}.optimizer must be one of {', '.join(OPTIMIZERS)}; got {section.optimizer!r}")
+    if section.search not in SEARCH_METHODS:
+        raise ParamsError(f"{where}.search must be one of {', '.join(SEARCH_METHODS)}; got {section.search!r}")
+    if not _is_int(section.budget) or section.budget < 1:
+        raise ParamsError(f"{where}.budget must be an integer >= 1 (trials); got {section.budget!r}")
+    if not _is_int(section.patience) or section.patience < 0:
+        raise ParamsError(f"{where}.patience must be an integer >= 0 (0: no early stopping); got {section.patience!r}")
+    if not isinstance(section.refit, bool):
+        raise ParamsError(f"{where}.refit must be true or false; got {section.refit!r}")
+    grid_size = len(section.learning_rates) * len(section.reg_strengths) * len(epochs)
+    if isinstance(section, MLPParams):
+        grid_size *= len(section.hidden_size_options)
+    if section.search == "grid" and grid_size > section.budget:
+        raise ParamsError(
+            f"{where}: the search grid has {grid_size} points but {where}.budget is {section.budget}; "
+            f"raise {where}.budget or set {where}.search: random"
+        )
+
+
+def check_mlp(section: MLPParams) -> None:
+    from models.augment import AUGMENTATIONS
+    from models.mlp import ACTIVATIONS
+
+    for option in section.hidden_size_options:
+        if not all(_is_int(size) and size >= 1 for size in option):
+            raise ParamsError(f"mlp.hidden_sizes must be a list of integers >= 1, or a list of such lists; got {section.hidden_sizes!r}")
+    if section.activation not in ACTIVATIONS:
+        raise ParamsError(f"mlp.activation must be one of {', '.join(ACTIVATIONS)}; got {section.activation!r}")
+    if not 0 <= section.dropout < 1:
+        raise ParamsError(f"mlp.dropout must be in [0, 1); got {section.dropout!r}")
+    if not isinstance(section.batchnorm, bool):
+        raise ParamsError(f"mlp.batchnorm must be true or false; got {section.batchnorm!r}")
+    if section.augment not in AUGMENTATIONS:
+        raise ParamsError(f"mlp.augment must be one of {', '.join(AUGMENTATIONS)}; got {section.augment!r}")

@@ -103,8 +103,8 @@ def log_epoch(record) -> None:
     )
 
 
-def log_final(metrics: dict, figures: dict, model, input_example) -> None:
-    """The final metrics (the DVC metrics dict itself), figures by file name, and the model."""
+def log_final(metrics: dict, figures: dict, model, input_example, pictures=()) -> None:
+    """The final metrics (the DVC metrics dict itself), figures by file name, pictures (files, under features/), the model."""
     import mlflow
     import mlflow.pytorch
     import matplotlib.pyplot as plt
@@ -113,6 +113,8 @@ def log_final(metrics: dict, figures: dict, model, input_example) -> None:
     for file_name, figure in figures.items():
         mlflow.log_figure(figure, file_name)
         plt.close(figure)
+    for path in pictures:
+        mlflow.log_artifact(str(path), artifact_path=f"features/{path.parent.name}")
     mlflow.pytorch.log_model(model, name="model", pip_requirements=["torch"], input_example=input_example)
 
 

@@ -1,4 +1,4 @@
-"""Stage `train@CLASSIFIER-FEATURE_SET`: choose hyperparameters on val, report test once, log to MLflow."""
+"""Stage `train@CLASSIFIER-FEATURE_SET`: search on val, refit the chosen settings, report test once, log to MLflow."""
 from __future__ import annotations
 
 import argparse
@@ -9,12 +9,13 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from models.augment import augmentation
 from models.figures import confusion_figure, confusion_matrix, learning_curve_figure, templates_figure
-from models.mlp import MLP, MLPConfig, StandardizedClassifier
-from models.search import grid, grid_search
-from models.training import TrainConfig, choose_device, evaluate, predict, standardization
+from models.mlp import MLPConfig, StandardizedClassifier
+from models.search import SearchSpace, candidates, refit, search
+from models.training import TrainConfig, channel_standardization, choose_device, evaluate, predict, standardization
 from pipeline import tracking
-from pipeline.artifacts import load_feature_set, load_prepared, train_dir
+from pipeline.artifacts import feature_previews, load_feature_set, load_prepared, train_dir
 from pipeline.io import atomic_path, write_json
 from pipeline.params import CLASSIFIERS, ParamsError, load_params
 from pipeline.stage import run_stage
@@ -43,26 +44,38 @@ def main() -> None:
 
     meta, prepared = load_prepared()
     features = load_feature_set(members)
-    mean, std = standardization(features["train"])
+    image_shape = tuple(meta["image_shape"])
+    raw_pixels = members == ["pixels"]
+    # raw pixels share one mean and std per colour channel, so mirrored rows stay exactly standardized
+    mean, std = channel_standardization(features["train"], image_shape) if raw_pixels else standardization(features["train"])
     tensors = {split: torch.from_numpy((features[split] - mean) / std) for split in features}
     labels = {split: torch.from_numpy(prepared[split]["labels"]) for split in prepared}
     class_names = meta["class_names"]
-    hidden = list(params.mlp.hidden_sizes) if args.classifier == "mlp" else []
-    model_config = MLPConfig(
+    is_mlp = args.classifier == "mlp"
+    augment_name = params.mlp.augment if is_mlp and raw_pixels else "none"  # flips only make sense on pixel rows
+    augment = augmentation(augment_name, image_shape)
+    base_model = MLPConfig(
         input_dim=tensors["train"].shape[1],
         n_classes=len(class_names),
-        hidden_sizes=hidden,
         activation=params.mlp.activation,
-        dropout=params.mlp.dropout if args.classifier == "mlp" else 0.0,
+        dropout=params.mlp.dropout if is_mlp else 0.0,
+        batchnorm=params.mlp.batchnorm if is_mlp else False,
     )
     base = TrainConfig(
-        loss=params.mlp.loss if args.classifier == "mlp" else args.classifier,
+        loss=params.mlp.loss if is_mlp else args.classifier,
+        optimizer=section.optimizer,
         regularization=section.regularization,
-        epochs=section.epochs,
         batch_size=section.batch_size,
         momentum=section.momentum,
         lr_schedule=section.lr_schedule,
+        patience=section.patience,
         seed=params.seed,
+    )
+    space = SearchSpace(
+        learning_rates=list(section.learning_rates),
+        reg_strengths=list(section.reg_strengths),
+        hidden_sizes=params.mlp.hidden_size_options if is_mlp else [[]],
+        epochs=section.epoch_options,
     )
     device = choose_device(params.device)
     stage = args.stage or f"train@{args.classifier}-{args.feature_set}"
@@ -70,34 +83,47 @@ def main() -> None:
     run_params = {
         "classifier": args.classifier,
         "feature_set": args.feature_set,
-        "model": {k: v for k, v in asdict(model_config).items() if k not in ("input_dim", "n_classes")},
-        "search": {"learning_rates": section.learning_rates, "reg_strengths": section.reg_strengths},
-        "train": {k: v for k, v in asdict(base).items() if k not in ("learning_rate", "reg_strength")},
+        "model": {k: v for k, v in asdict(base_model).items() if k not in ("input_dim", "n_classes", "hidden_sizes")},
+        "search": {**asdict(space), "method": section.search, "budget": section.budget, "refit": section.refit},
+        "train": {k: v for k, v in asdict(base).items() if k not in ("learning_rate", "reg_strength", "epochs")},
+        "augment": augment_name,
         "device": str(device),
     }
     with tracking.training_run(dataset=meta["dataset"], run_name=f"{args.classifier}-{args.feature_set}", tags=run_tags, params=run_params):
         start = time.perf_counter()
-        best, trials = grid_search(
-            lambda: MLP(model_config),
-            grid(base, section.learning_rates, section.reg_strengths),
-            tensors["train"], labels["train"], tensors["val"], labels["val"], device,
-        )
-        train_seconds = time.perf_counter() - start
+        configs = candidates(space, base, base_model, section.search, section.budget, params.seed)
+        best, trials = search(configs, tensors["train"], labels["train"], tensors["val"], labels["val"], device, augment=augment)
+        search_seconds = time.perf_counter() - start
         for index, trial in enumerate(trials):
             tracking.log_trial(index, trial.config.learning_rate, trial.config.reg_strength, trial.val_accuracy)
         for record in best.history:
             tracking.log_epoch(record)
-        model = best.model.cpu()
+        model = best.model
+        if section.refit:
+            model, _ = refit(
+                best,
+                torch.cat([tensors["train"], tensors["val"]]),
+                torch.cat([labels["train"], labels["val"]]),
+                device,
+                augment=augment,
+            )
+        train_seconds = time.perf_counter() - start
+        model = model.cpu()
         test_predictions = predict(model, tensors["test"]).numpy()
         metrics = {
             "train_accuracy": round(evaluate(model, tensors["train"], labels["train"]), 4),
-            "val_accuracy": round(evaluate(model, tensors["val"], labels["val"]), 4),
+            # the chosen trial's score on data it did not train on (the refit model has seen val)
+            "val_accuracy": round(best.val_accuracy, 4),
             "test_accuracy": round(float((test_predictions == labels["test"].numpy()).mean()), 4),
             "train_seconds": round(train_seconds, 2),
-            "feature_dim": int(model_config.input_dim),
+            "search_seconds": round(search_seconds, 2),
+            "n_trials": len(trials),
+            "feature_dim": int(base_model.input_dim),
             "n_parameters": model.n_parameters(),
         }
-        chosen = {"learning_rate": best.config.learning_rate, "reg_strength": best.config.reg_strength}
+        chosen = {"learning_rate": best.config.learning_rate, "reg_strength": best.config.reg_strength, "epochs": best.best_epoch}
+        if is_mlp:
+            chosen["hidden_sizes"] = best.model_config.hidden_sizes
         tracking.log_chosen(chosen)
         title = f"{args.classifier} on {args.feature_set} ({meta['dataset']})"
         matrix = confusion_matrix(labels["test"].numpy(), test_predictions, len(class_names))
@@ -115,18 +141,19 @@ def main() -> None:
             zip(np.asarray(class_names)[labels["test"].numpy()], np.asarray(class_names)[test_predictions]),
         )
         figures = {"confusion_matrix.png": confusion_figure(matrix, class_names, title), "learning_curve.png": learning_curve_figure(best.history, title)}
-        if members == ["pixels"]:
+        if raw_pixels:
             # weights act on standardized pixels; dividing by std gives each raw pixel's weight
             first_layer = model.weight_matrices()[0].detach().numpy() / std
-            if hidden:
-                figures["first_layer_templates.png"] = templates_figure(first_layer[:40], meta["image_shape"], None, f"{title}: first 40 hidden units")
+            if best.model_config.hidden_sizes:
+                figures["first_layer_templates.png"] = templates_figure(first_layer[:40], image_shape, None, f"{title}: first 40 hidden units")
             else:
-                figures["class_templates.png"] = templates_figure(first_layer, meta["image_shape"], class_names, f"{title}: one template per class")
+                figures["class_templates.png"] = templates_figure(first_layer, image_shape, class_names, f"{title}: one template per class")
         tracking.log_final(
             metrics,
             figures,
             deployable,
             input_example=features["train"][:2],
+            pictures=feature_previews(members),
         )
         write_json(out / "chosen.json", chosen)
         write_json(out / "metrics.json", metrics)

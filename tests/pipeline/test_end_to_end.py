@@ -183,3 +183,18 @@ def test_a_new_extractor_is_extracted_trained_and_logged_without_re_extracting_t
         metrics = json.loads((project / "results/train" / f"{mlflow_run.data.tags['classifier']}-mean_color" / "metrics.json").read_text())
         assert mlflow_run.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
         assert mlflow_run.data.metrics["feature_dim"] == 3
+
+
+def test_every_run_shows_the_pictures_of_its_extractors(tiny_project):
+    import mlflow
+
+    project, params, _, _ = tiny_project
+    for name in ("pixels", "color_hist", "hog", "bovw"):
+        assert (project / "data/features" / name / "preview.png").stat().st_size > 1000, name
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("featurebench/shapes")
+    for mlflow_run in client.search_runs([experiment.experiment_id], filter_string="tags.classifier != 'mlp'"):
+        members = mlflow_run.data.tags["feature_set"].split("+")
+        pictures = {a.path for member in members for a in client.list_artifacts(mlflow_run.info.run_id, f"features/{member}")}
+        drawn = [member for member in members if (project / "data/features" / member / "preview.png").exists()]
+        assert pictures == {f"features/{member}/preview.png" for member in drawn}

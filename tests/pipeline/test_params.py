@@ -39,6 +39,18 @@ def test_the_projects_params_load():
         ({"linear__classifiers": ["svm", "knn"]}, "knn"),
         ({"linear__epoch": 3}, "epoch"),
         ({"device": "tpu"}, "device"),
+        ({"linear__optimizer": "rmsprop"}, "linear.optimizer"),
+        ({"mlp__search": "bayes"}, "mlp.search"),
+        ({"linear__budget": 2}, "linear.budget"),
+        ({"mlp__budget": 0}, "mlp.budget"),
+        ({"linear__epochs": [5, 0]}, "linear.epochs"),
+        ({"mlp__patience": -1}, "mlp.patience"),
+        ({"mlp__refit": "yes"}, "mlp.refit"),
+        ({"mlp__hidden_sizes": [[512], [0]]}, "mlp.hidden_sizes"),
+        ({"mlp__activation": "swish"}, "mlp.activation"),
+        ({"mlp__dropout": 1.0}, "mlp.dropout"),
+        ({"mlp__augment": "rotate"}, "mlp.augment"),
+        ({"mlp__batchnorm": "on"}, "mlp.batchnorm"),
     ],
 )
 def test_bad_params_are_refused_naming_the_parameter(tmp_path, changes, named):
@@ -49,3 +61,11 @@ def test_bad_params_are_refused_naming_the_parameter(tmp_path, changes, named):
 def test_missing_params_file_says_where_to_run(tmp_path):
     with pytest.raises(ParamsError, match="project root"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_search_spaces_accept_one_value_or_a_list_to_search(tmp_path):
+    params = load_params(write_params(tmp_path, mlp__hidden_sizes=[[1024], [1024, 512]], mlp__epochs=[10, 20], mlp__budget=8))
+    assert params.mlp.hidden_size_options == [[1024], [1024, 512]]
+    assert params.mlp.epoch_options == [10, 20]
+    one = load_params(write_params(tmp_path, mlp__hidden_sizes=[256, 128], mlp__epochs=7))
+    assert one.mlp.hidden_size_options == [[256, 128]] and one.mlp.epoch_options == [7]
