@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 DATA_SOURCES = ("shapes", "cifar10", "imagefolder")
+ON_BAD_IMAGE = ("error", "skip")  # what prepare does with an image file it cannot read
 CLASSIFIERS = ("svm", "softmax", "mlp")
 
 
@@ -22,6 +23,7 @@ class DataParams:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     raw_dir: str = "data/raw"
+    on_bad_image: str = "error"
     shapes: dict = field(default_factory=dict)
 
     def check(self) -> None:
@@ -29,6 +31,8 @@ class DataParams:
             raise ParamsError(f"data.name must be one of {', '.join(DATA_SOURCES)}; got {self.name!r}")
         if self.name == "imagefolder" and not self.path:
             raise ParamsError("data.path must name a folder or archive of labelled images when data.name is imagefolder")
+        if self.on_bad_image not in ON_BAD_IMAGE:
+            raise ParamsError(f"data.on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}; got {self.on_bad_image!r}")
         if self.image_size < 8:
             raise ParamsError(f"data.image_size must be >= 8; got {self.image_size}")
         for name in ("val_fraction", "test_fraction"):

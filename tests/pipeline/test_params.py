@@ -39,6 +39,7 @@ def test_the_projects_params_load():
         ({"linear__classifiers": ["svm", "knn"]}, "knn"),
         ({"linear__epoch": 3}, "epoch"),
         ({"device": "tpu"}, "device"),
+        ({"data__on_bad_image": "ignore"}, "data.on_bad_image must be one of error, skip"),
     ],
 )
 def test_bad_params_are_refused_naming_the_parameter(tmp_path, changes, named):
