@@ -120,11 +120,68 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     unknown = [c for c in params.linear.classifiers if c not in ("svm", "softmax")]
     if unknown:
         raise ParamsError(f"linear.classifiers must be among svm, softmax; got {', '.join(unknown)}")
-    for section in (params.linear, params.mlp):
+    if params.extract_batch_size < 1:
+        raise ParamsError(f"extract.batch_size must be an integer >= 1; got {params.extract_batch_size}")
+    for where, section in (("linear", params.linear), ("mlp", params.mlp)):
         for feature_set in section.feature_sets:
             params.feature_set_members(feature_set)
-        if any(rate <= 0 for rate in section.learning_rates) or not section.learning_rates:
-            raise ParamsError(f"learning_rates must be a non-empty list of values > 0; got {section.learning_rates}")
-        if any(strength < 0 for strength in section.reg_strengths) or not section.reg_strengths:
-            raise ParamsError(f"reg_strengths must be a non-empty list of values >= 0; got {section.reg_strengths}")
+        _check_training(section, where)
+    _check_mlp(params.mlp)
     return params
+
+
+def _is_int(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_training(section: TrainingParams, where: str) -> None:
+    """The ranges models.training.TrainConfig enforces, checked here too so that every stage, prepare
+    first, refuses them before any work (TrainConfig is only built by a training stage, after extraction)."""
+    if not section.learning_rates or any(rate <= 0 for rate in section.learning_rates):
+        raise ParamsError(f"{where}.learning_rates must be a non-empty list of values > 0; got {section.learning_rates}")
+    if not section.reg_strengths or any(strength < 0 for strength in section.reg_strengths):
+        raise ParamsError(f"{where}.reg_strengths must be a non-empty list of values >= 0; got {section.reg_strengths}")
+    for name in ("epochs", "batch_size"):
+        if not _is_int(getattr(section, name), 1):
+            raise ParamsError(f"{where}.{name} must be an integer >= 1; got {getattr(section, name)!r}")
+    if not 0 <= section.momentum < 1:
+        raise ParamsError(f"{where}.momentum must be in [0, 1); got {section.momentum}")
+    if section.regularization not in ("l2", "l1"):
+        raise ParamsError(f"{where}.regularization must be l2 or l1; got {section.regularization!r}")
+    if section.lr_schedule not in ("constant", "cosine"):
+        raise ParamsError(f"{where}.lr_schedule must be constant or cosine; got {section.lr_schedule!r}")
+
+
+def _check_mlp(mlp: MLPParams) -> None:
+    if not all(_is_int(size, 1) for size in mlp.hidden_sizes):
+        raise ParamsError(f"mlp.hidden_sizes must be a list of integers >= 1; got {mlp.hidden_sizes}")
+    if not 0 <= mlp.dropout < 1:
+        raise ParamsError(f"mlp.dropout must be in [0, 1); got {mlp.dropout}")
+    if mlp.loss not in ("svm", "softmax"):
+        raise ParamsError(f"mlp.loss must be svm or softmax; got {mlp.loss!r}")
+
+
+def check_extractors(params: Params, names: list[str] | None = None) -> dict[str, int]:
+    """Build each configured extractor (all, or `names`) and size its output for data.image_size.
+
+    An unknown extractor name or an impossible value (zero bins, HoG cells larger than the image, more
+    centroids than patches) then stops prepare or extract before it does any work, naming the key.
+    Imports the extractors (seconds), so it is kept out of load_params, which every stage calls.
+    Returns {name: feature dimension}.
+    """
+    from features import get_extractor
+
+    size = params.data.image_size
+    dims = {}
+    for name in names if names is not None else params.extractors:
+        if name not in params.extractors:
+            raise ParamsError(f"extractor {name!r} is not configured under `extractors` in params.yaml")
+        try:
+            extractor = get_extractor(name, **params.extractors[name])
+        except ValueError as error:
+            raise ParamsError(f"extractors.{name}: {error}") from None
+        try:
+            dims[name] = extractor.output_dim((size, size, 3))
+        except ValueError as error:
+            raise ParamsError(f"extractors.{name}: {error} (data.image_size is {size})") from None
+    return dims

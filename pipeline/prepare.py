@@ -8,7 +8,7 @@ import numpy as np
 
 from pipeline.datasets.load import dataset_label, load_raw, prepare_splits
 from pipeline.io import atomic_directory, save_arrays, write_json
-from pipeline.params import load_params
+from pipeline.params import check_extractors, load_params
 from pipeline.artifacts import PREPARED_DIR
 from pipeline.stage import run_stage
 
@@ -19,6 +19,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=PREPARED_DIR, help="output folder (default: %(default)s)")
     args = parser.parse_args()
     params = load_params(args.params)
+    check_extractors(params)  # impossible extractor settings stop the pipeline here, not after the data is read
     data = prepare_splits(load_raw(params.data, params.seed), params.data.val_fraction, params.data.test_fraction, params.seed)
     n_classes = len(data.class_names)
     with atomic_directory(args.out) as out:
