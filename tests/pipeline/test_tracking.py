@@ -62,3 +62,42 @@ def test_a_stage_that_fails_leaves_its_run_failed_not_running(monkeypatch, tmp_p
             raise FloatingPointError("diverged")
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert client.get_run(run.info.run_id).info.status == "FAILED"
+
+
+def test_a_run_whose_process_is_gone_is_ended_as_killed_by_the_next_run_of_its_stage(monkeypatch, tmp_path):
+    """What SIGKILL leaves: a RUNNING run nobody will end. Live processes and other hosts are left alone."""
+    import socket
+    import subprocess
+
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with tracking.training_run(dataset="unit", run_name="first", tags={"dvc_stage": "train@svm-hog"}, params={}) as first:
+        pass
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert first.data.tags["pid"] and first.data.tags["hostname"] == socket.gethostname()
+    experiment_id = first.info.experiment_id
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        host = socket.gethostname()
+        cases = {
+            "killed": ("train@svm-hog", dead.pid, host),
+            "parallel": ("train@svm-hog", alive.pid, host),
+            "elsewhere": ("train@svm-hog", dead.pid, "another-host"),
+            "other stage": ("train@softmax-hog", dead.pid, host),
+        }
+        ids = {}
+        for name, (stage, pid, hostname) in cases.items():
+            run = client.create_run(experiment_id, tags={"dvc_stage": stage, "pid": str(pid), "hostname": hostname}, run_name=name)
+            ids[name] = run.info.run_id
+        with tracking.training_run(dataset="unit", run_name="again", tags={"dvc_stage": "train@svm-hog"}, params={}):
+            pass
+        statuses = {name: client.get_run(run_id).info.status for name, run_id in ids.items()}
+    finally:
+        alive.kill()
+        alive.wait()
+    assert statuses == {"killed": "KILLED", "parallel": "RUNNING", "elsewhere": "RUNNING", "other stage": "RUNNING"}
+    assert "was gone" in client.get_run(ids["killed"]).data.tags["ended_by"]
