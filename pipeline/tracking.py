@@ -68,6 +68,27 @@ def ensure_experiment(name: str, artifact_location: str | None):
     return mlflow.set_experiment(name)
 
 
+def create_store_once(uri: str) -> None:
+    """Create a fresh SQLite store's tables while holding a lock, so parallel stages cannot race.
+
+    MLflow's tracking store migrates an empty database without a lock: two stages opening a fresh
+    store at the same time (`dvc queue start -j 2`) both run the migrations and one fails with
+    "duplicate column name". Once the tables exist, opening the store only reads the schema.
+    """
+    if not uri.startswith("sqlite:///") or os.name == "nt":  # no fcntl on Windows
+        return
+    import fcntl
+    import hashlib
+    import tempfile
+
+    import mlflow
+
+    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"featurebench-store-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+
+
 def end_abandoned_runs(experiment_id: str, stage: str) -> list[str]:
     """Mark KILLED the RUNNING runs of `stage` started on this host by a process that no longer exists.
 
@@ -110,6 +131,7 @@ def training_run(*, dataset: str, run_name: str, tags: dict, params: dict):
     # decided before set_tracking_uri, which exports MLFLOW_TRACKING_URI itself
     own_store = not os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri())
+    create_store_once(tracking_uri())
     experiment = ensure_experiment(experiment_name(dataset), (project_root() / "mlruns").as_uri() if own_store else None)
     mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, "mlflow.experimentKind", "custom_model_development")
     all_tags = {

@@ -101,3 +101,40 @@ def test_a_run_whose_process_is_gone_is_ended_as_killed_by_the_next_run_of_its_s
         alive.wait()
     assert statuses == {"killed": "KILLED", "parallel": "RUNNING", "elsewhere": "RUNNING", "other stage": "RUNNING"}
     assert "was gone" in client.get_run(ids["killed"]).data.tags["ended_by"]
+
+
+OPEN_STORE_AT_ONCE = """
+import sys, time
+from pathlib import Path
+import mlflow
+from pipeline import tracking
+uri, barrier, index = sys.argv[1:]
+print("ready", flush=True)
+while not Path(barrier).exists():
+    time.sleep(0.01)
+tracking.create_store_once(uri)
+mlflow.MlflowClient(uri).create_experiment(f"parallel-{index}")
+"""
+
+
+def test_stages_opening_a_fresh_store_at_the_same_moment_all_succeed(tmp_path):
+    """What `dvc queue start -j 2` does on a new project: MLflow alone fails one with 'duplicate column name'."""
+    import subprocess
+    import sys
+
+    import mlflow
+
+    uri, barrier = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "go"
+    root = Path(__file__).resolve().parents[2]
+    processes = [
+        subprocess.Popen([sys.executable, "-c", OPEN_STORE_AT_ONCE, uri, str(barrier), str(index)], cwd=root,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for index in range(2)
+    ]
+    for process in processes:  # every process has imported mlflow before any opens the store
+        assert process.stdout.readline().strip() == "ready"
+    barrier.touch()
+    errors = [process.communicate(timeout=120)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], "\n".join(error[-1500:] for error in errors)
+    names = {experiment.name for experiment in mlflow.MlflowClient(uri).search_experiments()}
+    assert {"parallel-0", "parallel-1"} <= names
