@@ -212,3 +212,32 @@ def test_queued_experiments_run_two_at_a_time_and_all_log_to_the_one_store(finis
         )[0]
         metrics = experiments[tags["dvc_experiment"]][f"results/train/{TRAINING_STAGES[stage]}/metrics.json"]["data"]
         assert logged.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+
+
+def test_logged_models_are_pickle_free_pt2_that_load_and_predict_as_the_stage_did(finished, monkeypatch):
+    """MLflow saves the model with torch.export (.pt2) and, unless told otherwise, refuses to load a
+    pickled one; the loaded model must give the stage's own test predictions."""
+    import csv
+
+    import mlflow
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+
+    project, _, _ = finished
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    saved = list((project / "mlruns").rglob("model.p*"))
+    assert saved and all(path.name == "model.pt2" for path in saved)  # never model.pth, a pickle
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    run_id = mlflow.search_runs(
+        experiment_names=["featurebench/shapes"],
+        filter_string="tags.dvc_stage = 'train_mlp@pixels' and tags.dvc_experiment = 'workspace'",
+        output_format="list",
+    )[0].info.run_id
+    model = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
+    with np.load(project / "data/features/pixels/features.npz") as features, torch.no_grad():
+        predicted = model(torch.from_numpy(features["test"])).argmax(dim=1).numpy()
+    class_names = json.loads((project / "data/prepared/meta.json").read_text())["class_names"]
+    with open(project / "results/train/mlp-pixels/predictions.csv") as handle:
+        expected = [row["predicted"] for row in csv.DictReader(handle)]
+    assert [class_names[index] for index in predicted] == expected
