@@ -94,7 +94,8 @@ def end_abandoned_runs(experiment_id: str, stage: str) -> list[str]:
 
     A stage killed outright (SIGKILL, OOM killer, power loss) never ends its run, so it would stay
     RUNNING for ever; the next run of the same stage cleans up after it. Runs from other hosts, or whose
-    process is alive (a parallel experiment), are left alone. Returns the ids of the runs it ended.
+    process is alive (a parallel experiment, or a reused pid: the safe side), are left alone.
+    Returns the ids of the runs it ended.
     """
     import mlflow
 
