@@ -10,7 +10,7 @@ from tqdm import tqdm
 from features import get_extractor
 from pipeline.artifacts import EXTRACT_METRICS_DIR, PREVIEW_NAME, SPLITS, feature_dir, load_prepared
 from pipeline.io import atomic_directory, save_arrays, write_json
-from pipeline.params import ParamsError, load_params
+from pipeline.params import check_extractors, load_params
 from pipeline.stage import run_stage
 
 
@@ -42,8 +42,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_params(args.params)
-    if args.name not in params.extractors:
-        raise ParamsError(f"extractor {args.name!r} is not configured under `extractors` in {args.params}")
+    check_extractors(params, [args.name])  # before a single image is read
     extractor = get_extractor(args.name, **params.extractors[args.name])
     meta, splits = load_prepared()
     dim = extractor.output_dim(tuple(meta["image_shape"]))  # refuses impossible sizes before any work

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 DATA_SOURCES = ("shapes", "cifar10", "imagefolder")
+ON_BAD_IMAGE = ("error", "skip")  # what prepare does with an image file it cannot read
 CLASSIFIERS = ("svm", "softmax", "mlp")
 
 
@@ -22,6 +23,7 @@ class DataParams:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     raw_dir: str = "data/raw"
+    on_bad_image: str = "error"
     shapes: dict = field(default_factory=dict)
 
     def check(self) -> None:
@@ -29,6 +31,8 @@ class DataParams:
             raise ParamsError(f"data.name must be one of {', '.join(DATA_SOURCES)}; got {self.name!r}")
         if self.name == "imagefolder" and not self.path:
             raise ParamsError("data.path must name a folder or archive of labelled images when data.name is imagefolder")
+        if self.on_bad_image not in ON_BAD_IMAGE:
+            raise ParamsError(f"data.on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}; got {self.on_bad_image!r}")
         if self.image_size < 8:
             raise ParamsError(f"data.image_size must be >= 8; got {self.image_size}")
         for name in ("val_fraction", "test_fraction"):
@@ -140,38 +144,54 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     unknown = [c for c in params.linear.classifiers if c not in ("svm", "softmax")]
     if unknown:
         raise ParamsError(f"linear.classifiers must be among svm, softmax; got {', '.join(unknown)}")
-    for section in (params.linear, params.mlp):
+    if params.extract_batch_size < 1:
+        raise ParamsError(f"extract.batch_size must be an integer >= 1; got {params.extract_batch_size}")
+    for where, section in (("linear", params.linear), ("mlp", params.mlp)):
         for feature_set in section.feature_sets:
             params.feature_set_members(feature_set)
-        if any(rate <= 0 for rate in section.learning_rates) or not section.learning_rates:
-            raise ParamsError(f"learning_rates must be a non-empty list of values > 0; got {section.learning_rates}")
-        if any(strength < 0 for strength in section.reg_strengths) or not section.reg_strengths:
-            raise ParamsError(f"reg_strengths must be a non-empty list of values >= 0; got {section.reg_strengths}")
+        _check_training(section, where)
     check_mlp(params.mlp)
     check_search(params.linear, "linear")
     check_search(params.mlp, "mlp")
     return params
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _is_int(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_training(section: TrainingParams, where: str) -> None:
+    """The ranges models.training.TrainConfig enforces, checked here too so that every stage, prepare
+    first, refuses them before any work (TrainConfig is only built by a training stage, after extraction)."""
+    if not section.learning_rates or any(rate <= 0 for rate in section.learning_rates):
+        raise ParamsError(f"{where}.learning_rates must be a non-empty list of values > 0; got {section.learning_rates}")
+    if not section.reg_strengths or any(strength < 0 for strength in section.reg_strengths):
+        raise ParamsError(f"{where}.reg_strengths must be a non-empty list of values >= 0; got {section.reg_strengths}")
+    if not _is_int(section.batch_size, 1):
+        raise ParamsError(f"{where}.batch_size must be an integer >= 1; got {section.batch_size!r}")
+    if not 0 <= section.momentum < 1:
+        raise ParamsError(f"{where}.momentum must be in [0, 1); got {section.momentum}")
+    if section.regularization not in ("l2", "l1"):
+        raise ParamsError(f"{where}.regularization must be l2 or l1; got {section.regularization!r}")
+    if section.lr_schedule not in ("constant", "cosine"):
+        raise ParamsError(f"{where}.lr_schedule must be constant or cosine; got {section.lr_schedule!r}")
 
 
 def check_search(section: TrainingParams, where: str) -> None:
-    """Refuse impossible training and search settings, naming the key and the allowed values."""
+    """Refuse impossible optimizer and search settings, naming the key and the allowed values."""
     from models.search import SEARCH_METHODS
     from models.training import OPTIMIZERS
 
     epochs = section.epoch_options
-    if not epochs or not all(_is_int(value) and value >= 1 for value in epochs):
+    if not epochs or not all(_is_int(value, 1) for value in epochs):
         raise ParamsError(f"{where}.epochs must be an integer >= 1 or a non-empty list of them; got {section.epochs!r}")
     if section.optimizer not in OPTIMIZERS:
         raise ParamsError(f"{where}.optimizer must be one of {', '.join(OPTIMIZERS)}; got {section.optimizer!r}")
     if section.search not in SEARCH_METHODS:
         raise ParamsError(f"{where}.search must be one of {', '.join(SEARCH_METHODS)}; got {section.search!r}")
-    if not _is_int(section.budget) or section.budget < 1:
+    if not _is_int(section.budget, 1):
         raise ParamsError(f"{where}.budget must be an integer >= 1 (trials); got {section.budget!r}")
-    if not _is_int(section.patience) or section.patience < 0:
+    if not _is_int(section.patience, 0):
         raise ParamsError(f"{where}.patience must be an integer >= 0 (0: no early stopping); got {section.patience!r}")
     if not isinstance(section.refit, bool):
         raise ParamsError(f"{where}.refit must be true or false; got {section.refit!r}")
@@ -190,13 +210,41 @@ def check_mlp(section: MLPParams) -> None:
     from models.mlp import ACTIVATIONS
 
     for option in section.hidden_size_options:
-        if not all(_is_int(size) and size >= 1 for size in option):
+        if not all(_is_int(size, 1) for size in option):
             raise ParamsError(f"mlp.hidden_sizes must be a list of integers >= 1, or a list of such lists; got {section.hidden_sizes!r}")
     if section.activation not in ACTIVATIONS:
         raise ParamsError(f"mlp.activation must be one of {', '.join(ACTIVATIONS)}; got {section.activation!r}")
     if not 0 <= section.dropout < 1:
         raise ParamsError(f"mlp.dropout must be in [0, 1); got {section.dropout!r}")
+    if section.loss not in ("svm", "softmax"):
+        raise ParamsError(f"mlp.loss must be svm or softmax; got {section.loss!r}")
     if not isinstance(section.batchnorm, bool):
         raise ParamsError(f"mlp.batchnorm must be true or false; got {section.batchnorm!r}")
     if section.augment not in AUGMENTATIONS:
         raise ParamsError(f"mlp.augment must be one of {', '.join(AUGMENTATIONS)}; got {section.augment!r}")
+
+
+def check_extractors(params: Params, names: list[str] | None = None) -> dict[str, int]:
+    """Build each configured extractor (all, or `names`) and size its output for data.image_size.
+
+    An unknown extractor name or an impossible value (zero bins, HoG cells larger than the image, more
+    centroids than patches) then stops prepare or extract before it does any work, naming the key.
+    Imports the extractors (seconds), so it is kept out of load_params, which every stage calls.
+    Returns {name: feature dimension}.
+    """
+    from features import get_extractor
+
+    size = params.data.image_size
+    dims = {}
+    for name in names if names is not None else params.extractors:
+        if name not in params.extractors:
+            raise ParamsError(f"extractor {name!r} is not configured under `extractors` in params.yaml")
+        try:
+            extractor = get_extractor(name, **params.extractors[name])
+        except ValueError as error:
+            raise ParamsError(f"extractors.{name}: {error}") from None
+        try:
+            dims[name] = extractor.output_dim((size, size, 3))
+        except ValueError as error:
+            raise ParamsError(f"extractors.{name}: {error} (data.image_size is {size})") from None
+    return dims

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,6 +68,62 @@ def ensure_experiment(name: str, artifact_location: str | None):
     return mlflow.set_experiment(name)
 
 
+def create_store_once(uri: str) -> None:
+    """Create a fresh SQLite store's tables while holding a lock, so parallel stages cannot race.
+
+    MLflow's tracking store migrates an empty database without a lock: two stages opening a fresh
+    store at the same time (`dvc queue start -j 2`) both run the migrations and one fails with
+    "duplicate column name". Once the tables exist, opening the store only reads the schema.
+    """
+    if not uri.startswith("sqlite:///") or os.name == "nt":  # no fcntl on Windows
+        return
+    import fcntl
+    import hashlib
+    import tempfile
+
+    import mlflow
+
+    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"featurebench-store-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+
+
+def end_abandoned_runs(experiment_id: str, stage: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of `stage` started on this host by a process that no longer exists.
+
+    A stage killed outright (SIGKILL, OOM killer, power loss) never ends its run, so it would stay
+    RUNNING for ever; the next run of the same stage cleans up after it. Runs from other hosts, or whose
+    process is alive (a parallel experiment, or a reused pid: the safe side), are left alone.
+    Returns the ids of the runs it ended.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    stale = client.search_runs(
+        [experiment_id], filter_string=f"tags.dvc_stage = '{stage}' and attributes.status = 'RUNNING'", max_results=1000
+    )
+    ended = []
+    for run in stale:
+        pid, host = run.data.tags.get("pid"), run.data.tags.get("hostname")
+        if host != socket.gethostname() or not (pid or "").isdigit() or _process_exists(int(pid)):
+            continue
+        client.set_tag(run.info.run_id, "ended_by", f"a later run of {stage}: process {pid} was gone")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        ended.append(run.info.run_id)
+    return ended
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 @contextmanager
 def training_run(*, dataset: str, run_name: str, tags: dict, params: dict):
     """One MLflow run for one training stage; marked FAILED (never left RUNNING) if the block raises."""
@@ -75,14 +132,19 @@ def training_run(*, dataset: str, run_name: str, tags: dict, params: dict):
     # decided before set_tracking_uri, which exports MLFLOW_TRACKING_URI itself
     own_store = not os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri())
+    create_store_once(tracking_uri())
     experiment = ensure_experiment(experiment_name(dataset), (project_root() / "mlruns").as_uri() if own_store else None)
     mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, "mlflow.experimentKind", "custom_model_development")
     all_tags = {
         "dataset": dataset,
         "git_commit": git_commit(),
         "dvc_experiment": os.environ.get("DVC_EXP_NAME", "workspace"),
+        "pid": str(os.getpid()),
+        "hostname": socket.gethostname(),
         **tags,
     }
+    if "dvc_stage" in tags:
+        end_abandoned_runs(experiment.experiment_id, tags["dvc_stage"])
     with mlflow.start_run(run_name=run_name, tags=all_tags) as run:
         mlflow.log_params(flatten(params))
         yield run

@@ -1,7 +1,7 @@
 """Data sources for the `prepare` stage: each returns a `RawDataset` of uint8 RGB images."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,6 +34,8 @@ class RawDataset:
 
     test is None when the source has no given test split; `prepare` then carves one by seed.
     checksum identifies the source (sha256 of the archive, or of the generator's parameters).
+    skipped : images left out under `data.on_bad_image: skip`, as {"path": relative path, "reason": ...},
+    so that prepare can report and record them instead of losing them silently.
     """
 
     class_names: list[str]
@@ -41,3 +43,4 @@ class RawDataset:
     test: ImageSet | None
     source: str
     checksum: str
+    skipped: list[dict] = field(default_factory=list)

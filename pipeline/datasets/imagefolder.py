@@ -14,13 +14,14 @@ import io
 import numbers
 import os
 import tarfile
+import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from pipeline.datasets import DataError, ImageSet, RawDataset
@@ -34,6 +35,7 @@ from pipeline.datasets.archives import (
 )
 
 SPLIT_NAMES = ("train", "test")
+ON_BAD_IMAGE = ("error", "skip")
 _LAYOUTS_HELP = "expected <root>/<class>/<image> or <root>/train|test/<class>/<image>"
 
 # A path as a tuple of its components, relative to the directory or archive root.
@@ -48,6 +50,7 @@ def load_imagefolder(
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    on_bad_image: str = "error",
 ) -> RawDataset:
     """Read every image under `path` as RGB uint8 (image_size, image_size, 3), labelled by its folder.
 
@@ -55,12 +58,18 @@ def load_imagefolder(
     Class names are the sorted class-folder names; images are ordered by path within each split,
     so two loads of the same data give byte-identical arrays. Hidden files and folders (names
     starting with '.') and `__MACOSX` folders are skipped.
+    on_bad_image : what to do with files Pillow cannot read (corrupt, truncated, not an image, or
+    over Pillow's decompression-bomb limit of Image.MAX_IMAGE_PIXELS pixels): "error" raises one
+    DataError naming every such file; "skip" leaves them out and lists them in RawDataset.skipped.
+    Grayscale, RGBA, palette, 16-bit and CMYK images are not bad: they are converted to RGB.
     seed, cache_dir : accepted so that every data source takes the same arguments; an image folder
     needs neither (the order comes from the paths, and archives are read in place, never extracted).
     checksum : sha256 of the archive file, or for a directory a sha256 over the sorted
     (relative path, file sha256) pairs of the images read.
     """
     del seed, cache_dir  # see the docstring
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise DataError(f"data.on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}; got {on_bad_image!r}")
     if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 1:
         raise DataError(f"image_size must be a positive integer number of pixels, got {image_size!r}")
     path = Path(path)
@@ -81,18 +90,24 @@ def load_imagefolder(
     decoded: dict[Parts, np.ndarray] = {}
     folders: set[Parts] = set()
     file_sha256: dict[Parts, str] = {}
-    with closing(entries):  # on a bad image, close the archive now rather than when the traceback is freed
+    bad: list[dict] = []
+    with closing(entries):  # on an unreadable archive, close it now rather than when the traceback is freed
         for parts, data in tqdm(entries, total=total, desc=f"reading {path.name}", unit="file", disable=not progress):
             if data is None:
                 folders.add(parts)
                 continue
             try:
                 decoded[parts] = _decode_image(data, image_size)
-            except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ... for bad files
-                reason = f"{type(error).__name__}: {error}"
-                raise DataError(f"cannot read image {_shown_name(path, parts)}: {reason}") from None
+            except UnidentifiedImageError:  # its message names a BytesIO object, not the file
+                bad.append({"path": "/".join(parts), "reason": "UnidentifiedImageError: not an image format Pillow reads"})
+                continue
+            except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ... for damaged files
+                bad.append({"path": "/".join(parts), "reason": f"{type(error).__name__}: {error}"})
+                continue
             if is_directory:
                 file_sha256[parts] = hashlib.sha256(data).hexdigest()
+    if bad and on_bad_image == "error":
+        raise DataError(_bad_images_message(path, bad))
 
     splits = _layout(decoded.keys(), folders, path)
     class_names = sorted(splits["train"])
@@ -103,7 +118,16 @@ def load_imagefolder(
         test=image_sets.get("test"),
         source=f"imagefolder:{path}",
         checksum=_directory_checksum(file_sha256) if is_directory else sha256_file(path),
+        skipped=bad,
     )
+
+
+def _bad_images_message(path: Path, bad: list[dict], shown: int = 10) -> str:
+    """One line naming the unreadable files (the first `shown` of them) and the way to skip them."""
+    listed = "; ".join(f"{_shown_name(path, tuple(item['path'].split('/')))} ({item['reason']})" for item in bad[:shown])
+    more = f"; and {len(bad) - shown} more" if len(bad) > shown else ""
+    noun = "image" if len(bad) == 1 else f"{len(bad)} images:"
+    return f"cannot read {noun} {listed}{more}; set data.on_bad_image: skip to leave them out"
 
 
 def _is_skipped(parts: Parts) -> bool:
@@ -188,8 +212,16 @@ def _zip_entries(archive_path: Path) -> tuple[int, Iterator[Entry]]:
 
 
 def _decode_image(data: bytes, image_size: int) -> np.ndarray:
-    """Any image Pillow reads -> (image_size, image_size, 3) uint8, the whole image squashed to a square."""
-    with Image.open(io.BytesIO(data)) as image:
+    """Any image Pillow reads -> (image_size, image_size, 3) uint8, the whole image squashed to a square.
+
+    Images over Image.MAX_IMAGE_PIXELS are refused outright: Pillow only warns between that limit and
+    twice it, and decoding such a file (a few KB of PNG can claim 20000 x 20000 pixels) could take
+    gigabytes of memory. A tiny data set image never needs that many pixels.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data))
+    with image:
         if image.format == "JPEG" and min(image.size) >= 2 * image_size:
             # Decode big JPEGs at a reduced DCT scale: much faster, and we downsample anyway.
             image.draft("RGB", (image_size, image_size))

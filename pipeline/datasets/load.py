@@ -18,6 +18,7 @@ class PreparedDataset:
     test: ImageSet
     source: str
     checksum: str
+    skipped: list[dict]
 
 
 def load_raw(data, seed: int) -> RawDataset:
@@ -33,7 +34,7 @@ def load_raw(data, seed: int) -> RawDataset:
     if data.name == "imagefolder":
         from pipeline.datasets.imagefolder import load_imagefolder
 
-        return load_imagefolder(data.path, image_size=data.image_size, seed=seed)
+        return load_imagefolder(data.path, image_size=data.image_size, seed=seed, on_bad_image=data.on_bad_image)
     raise DataError(f"data.name must be shapes, cifar10 or imagefolder; got {data.name!r}")
 
 
@@ -47,7 +48,7 @@ def resized(raw: RawDataset, image_size: int) -> RawDataset:
         pictures = [Image.fromarray(image).resize((image_size, image_size), Image.Resampling.BILINEAR) for image in images.images]
         return ImageSet(np.stack([np.asarray(p) for p in pictures]), images.labels)
 
-    return RawDataset(raw.class_names, resize(raw.train), resize(raw.test), raw.source, raw.checksum)
+    return RawDataset(raw.class_names, resize(raw.train), resize(raw.test), raw.source, raw.checksum, raw.skipped)
 
 
 def dataset_label(data) -> str:
@@ -81,4 +82,4 @@ def prepare_splits(raw: RawDataset, val_fraction: float, test_fraction: float, s
     if test is None:
         train, test = stratified_split(train, test_fraction, seed, "test")
     train, val = stratified_split(train, val_fraction, seed, "validation")
-    return PreparedDataset(raw.class_names, train, val, test, raw.source, raw.checksum)
+    return PreparedDataset(raw.class_names, train, val, test, raw.source, raw.checksum, raw.skipped)

@@ -30,3 +30,16 @@ def test_round_trips(tmp_path):
     assert read_json(tmp_path / "m.json") == {"a": [1, 2], "b": 1}
     save_arrays(tmp_path / "x.npz", images=np.zeros((2, 3), np.uint8))
     assert load_arrays(tmp_path / "x.npz")["images"].shape == (2, 3)
+
+
+def test_arrays_holding_pickled_objects_are_refused(tmp_path):
+    """A tampered .npz could hold pickled objects that run code when loaded; only plain arrays load."""
+    import numpy as np
+    import pytest
+
+    from pipeline.io import load_arrays
+
+    path = tmp_path / "tampered.npz"
+    np.savez(path, images=np.array([{"not": "an array"}], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        load_arrays(path)

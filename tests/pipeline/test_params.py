@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.params import ParamsError, load_params
+from pipeline.params import ParamsError, check_extractors, load_params
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,6 +51,17 @@ def test_the_projects_params_load():
         ({"mlp__dropout": 1.0}, "mlp.dropout"),
         ({"mlp__augment": "rotate"}, "mlp.augment"),
         ({"mlp__batchnorm": "on"}, "mlp.batchnorm"),
+        ({"data__on_bad_image": "ignore"}, "data.on_bad_image must be one of error, skip"),
+        ({"linear__learning_rates": [0.01, 0.0]}, r"linear.learning_rates must be a non-empty list of values > 0"),
+        ({"linear__epochs": 0}, r"linear.epochs must be an integer >= 1"),
+        ({"mlp__batch_size": 2.5}, r"mlp.batch_size must be an integer >= 1"),
+        ({"linear__momentum": 1.0}, r"linear.momentum must be in \[0, 1\)"),
+        ({"mlp__regularization": "l3"}, "mlp.regularization must be l2 or l1"),
+        ({"linear__lr_schedule": "step"}, "linear.lr_schedule must be constant or cosine"),
+        ({"mlp__hidden_sizes": [64, 0]}, "mlp.hidden_sizes must be a list of integers >= 1"),
+        ({"mlp__dropout": 1.5}, r"mlp.dropout must be in \[0, 1\)"),
+        ({"mlp__loss": "hinge"}, "mlp.loss must be svm or softmax"),
+        ({"extract": {"batch_size": 0}}, "extract.batch_size must be an integer >= 1"),
     ],
 )
 def test_bad_params_are_refused_naming_the_parameter(tmp_path, changes, named):
@@ -69,3 +80,25 @@ def test_search_spaces_accept_one_value_or_a_list_to_search(tmp_path):
     assert params.mlp.epoch_options == [10, 20]
     one = load_params(write_params(tmp_path, mlp__hidden_sizes=[256, 128], mlp__epochs=7))
     assert one.mlp.hidden_size_options == [[256, 128]] and one.mlp.epoch_options == [7]
+
+
+@pytest.mark.parametrize(
+    "changes,named",
+    [
+        ({"extractors__sift": {}}, r"extractors.sift: unknown extractor 'sift'; registered: .*hog"),
+        ({"extractors__color_hist__bins": 0}, r"extractors.color_hist: bins must be an integer >= 1; got 0"),
+        ({"extractors__hog__pixels_per_cell": 64}, r"extractors.hog: an image of 32x32 pixels .*pixels_per_cell=64.*data.image_size is 32"),
+        ({"extractors__bovw__n_clusters": 300, "extractors__bovw__n_patches": 100}, r"extractors.bovw: n_clusters=300 needs at least as many patches"),
+        ({"extractors__bovw__patch_size": 40}, r"extractors.bovw: patch_size=40 is larger than the 32x32 images"),
+        ({"extractors__hog__colour": True}, r"extractors.hog: bad parameters .*colour"),
+    ],
+)
+def test_impossible_extractor_settings_are_refused_naming_the_key(tmp_path, changes, named):
+    params = load_params(write_params(tmp_path, **changes))
+    with pytest.raises(ParamsError, match=named):
+        check_extractors(params)
+
+
+def test_the_projects_extractors_pass_and_report_their_dimensions():
+    dims = check_extractors(load_params(ROOT / "params.yaml"))
+    assert dims["pixels"] == 32 * 32 * 3 and dims["color_hist"] == 10

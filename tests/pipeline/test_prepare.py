@@ -1,6 +1,7 @@
 """The `prepare` stage as DVC runs it: a subprocess in a project folder."""
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -65,3 +66,71 @@ def test_bad_input_is_one_clear_line_and_no_output(tmp_path, data, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data/prepared").exists()
+
+
+def make_mixed_folder(root: Path) -> tuple[int, list[str]]:
+    """Good images of every convertible mode, hidden junk, and bad files; (number of good images, bad names)."""
+    from PIL import Image
+
+    from tests.pipeline.datasets.test_imagefolder import MIXED_IMAGES, png_header_claiming, save
+
+    for name, (image, fmt, _, _) in MIXED_IMAGES.items():  # grayscale, RGBA, palette, 16-bit, CMYK, large, ...
+        save(root / "mixed" / name, image, fmt)
+    for index in range(len(MIXED_IMAGES)):
+        save(root / "plain" / f"{index}.png", Image.new("RGB", (10, 10), (index * 20, 0, 0)))
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "plain" / ".hidden").mkdir()
+    (root / "plain" / ".hidden" / "x.png").write_bytes(b"junk in a dot-folder")
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (9, 90, 9)).save(buffer, "JPEG")
+    bad = {
+        "mixed/truncated.jpg": buffer.getvalue()[:200],
+        "mixed/notes.txt": b"a note someone left among the images",
+        "plain/bomb.png": png_header_claiming(20_000, 20_000),
+        "plain/empty.png": b"",
+    }
+    for name, content in bad.items():
+        (root / name).write_bytes(content)
+    return 2 * len(MIXED_IMAGES), sorted(bad)
+
+
+def test_bad_images_stop_prepare_with_one_line_naming_them_all(tmp_path):
+    _, bad = make_mixed_folder(tmp_path / "images")
+    project = tmp_path / "project"
+    project.mkdir()
+    result = run_prepare(project, name="imagefolder", path=str(tmp_path / "images"))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if "error" in line]  # the rest is the progress bar
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith("featurebench prepare: error: cannot read 4 images: ")
+    assert all(name in lines[0] for name in bad) and "data.on_bad_image: skip" in lines[0]
+    assert not (project / "data/prepared").exists()
+
+
+def test_skip_prepares_the_good_images_and_lists_the_bad_ones(tmp_path):
+    n_good, bad = make_mixed_folder(tmp_path / "images")
+    project = tmp_path / "project"
+    project.mkdir()
+    result = run_prepare(project, name="imagefolder", path=str(tmp_path / "images"), on_bad_image="skip", val_fraction=0.25)
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((project / "data/prepared/meta.json").read_text())
+    assert sum(sum(counts) for counts in meta["counts"].values()) == n_good
+    assert meta["class_names"] == ["mixed", "plain"]
+    assert sorted(item["path"] for item in meta["skipped_images"]) == bad
+    summary = result.stdout.strip().splitlines()[-1]
+    assert summary.startswith("skipped 4 unreadable image(s) in ")
+    assert all(name in summary for name in bad)
+
+
+def test_impossible_extractor_settings_stop_prepare_before_it_writes_anything(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["extractors"]["hog"]["pixels_per_cell"] = 64
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {"PYTHONPATH": str(ROOT), "PATH": ""}
+    for stage in (["pipeline.prepare"], ["pipeline.extract", "hog"]):
+        result = subprocess.run([sys.executable, "-m", *stage], cwd=tmp_path, capture_output=True, text=True, env=env)
+        assert result.returncode == 2
+        # extract has no prepared data to read here: refusing the params first proves they are checked first
+        assert "error: extractors.hog: an image of 32x32 pixels" in result.stderr and "data.image_size is 32" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()

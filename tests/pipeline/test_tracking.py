@@ -62,3 +62,79 @@ def test_a_stage_that_fails_leaves_its_run_failed_not_running(monkeypatch, tmp_p
             raise FloatingPointError("diverged")
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert client.get_run(run.info.run_id).info.status == "FAILED"
+
+
+def test_a_run_whose_process_is_gone_is_ended_as_killed_by_the_next_run_of_its_stage(monkeypatch, tmp_path):
+    """What SIGKILL leaves: a RUNNING run nobody will end. Live processes and other hosts are left alone."""
+    import socket
+    import subprocess
+
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with tracking.training_run(dataset="unit", run_name="first", tags={"dvc_stage": "train@svm-hog"}, params={}) as first:
+        pass
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert first.data.tags["pid"] and first.data.tags["hostname"] == socket.gethostname()
+    experiment_id = first.info.experiment_id
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        host = socket.gethostname()
+        cases = {
+            "killed": ("train@svm-hog", dead.pid, host),
+            "parallel": ("train@svm-hog", alive.pid, host),
+            "elsewhere": ("train@svm-hog", dead.pid, "another-host"),
+            "other stage": ("train@softmax-hog", dead.pid, host),
+        }
+        ids = {}
+        for name, (stage, pid, hostname) in cases.items():
+            run = client.create_run(experiment_id, tags={"dvc_stage": stage, "pid": str(pid), "hostname": hostname}, run_name=name)
+            ids[name] = run.info.run_id
+        with tracking.training_run(dataset="unit", run_name="again", tags={"dvc_stage": "train@svm-hog"}, params={}):
+            pass
+        statuses = {name: client.get_run(run_id).info.status for name, run_id in ids.items()}
+    finally:
+        alive.kill()
+        alive.wait()
+    assert statuses == {"killed": "KILLED", "parallel": "RUNNING", "elsewhere": "RUNNING", "other stage": "RUNNING"}
+    assert "was gone" in client.get_run(ids["killed"]).data.tags["ended_by"]
+
+
+OPEN_STORE_AT_ONCE = """
+import sys, time
+from pathlib import Path
+import mlflow
+from pipeline import tracking
+uri, barrier, index = sys.argv[1:]
+print("ready", flush=True)
+while not Path(barrier).exists():
+    time.sleep(0.01)
+tracking.create_store_once(uri)
+mlflow.MlflowClient(uri).create_experiment(f"parallel-{index}")
+"""
+
+
+def test_stages_opening_a_fresh_store_at_the_same_moment_all_succeed(tmp_path):
+    """What `dvc queue start -j 2` does on a new project: MLflow alone fails one with 'duplicate column name'."""
+    import subprocess
+    import sys
+
+    import mlflow
+
+    uri, barrier = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "go"
+    root = Path(__file__).resolve().parents[2]
+    processes = [
+        subprocess.Popen([sys.executable, "-c", OPEN_STORE_AT_ONCE, uri, str(barrier), str(index)], cwd=root,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for index in range(2)
+    ]
+    for process in processes:  # every process has imported mlflow before any opens the store
+        assert process.stdout.readline().strip() == "ready"
+    barrier.touch()
+    errors = [process.communicate(timeout=120)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], "\n".join(error[-1500:] for error in errors)
+    names = {experiment.name for experiment in mlflow.MlflowClient(uri).search_experiments()}
+    assert {"parallel-0", "parallel-1"} <= names

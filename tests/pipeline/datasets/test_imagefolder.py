@@ -351,3 +351,64 @@ def test_sample_of_real_cifar_jpeg_archive_loads_ten_classes(tmp_path):
         assert image_set.images.dtype == np.uint8
         assert np.bincount(image_set.labels).tolist() == [per_class] * 10
         assert 30 < image_set.images.mean() < 225
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A few bytes of PNG whose header claims width x height pixels: the shape of a decompression bomb."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def test_every_unreadable_file_is_named_in_one_error(tmp_path):
+    folder = make_flat_folder(tmp_path / "data")
+    (folder / "cat" / "notes.txt").write_text("not an image")
+    (folder / "dog" / "bomb.png").write_bytes(png_header_claiming(20_000, 20_000))
+
+    with pytest.raises(DataError) as raised:
+        load_imagefolder(folder, progress=False)
+
+    message = str(raised.value)
+    assert message.startswith("cannot read 2 images: ")
+    assert "cat/notes.txt (UnidentifiedImageError" in message and "dog/bomb.png (DecompressionBombError" in message
+    assert "data.on_bad_image: skip" in message and "\n" not in message
+
+
+def test_skip_leaves_bad_files_out_and_lists_them(tmp_path):
+    folder = make_flat_folder(tmp_path / "data")
+    clean = load_imagefolder(folder, progress=False)
+    (folder / "cat" / "notes.txt").write_text("not an image")
+    (folder / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+
+    dataset = load_imagefolder(folder, progress=False, on_bad_image="skip")
+
+    np.testing.assert_array_equal(dataset.train.images, clean.train.images)
+    assert [item["path"] for item in dataset.skipped] == ["cat/notes.txt", "dog/broken.png"]
+    assert all(item["reason"] for item in dataset.skipped)
+    assert clean.skipped == []
+
+
+def test_image_over_the_pixel_limit_is_refused_even_where_pillow_only_warns(tmp_path, monkeypatch):
+    # Pillow raises above twice MAX_IMAGE_PIXELS and only warns between it and twice it; both are refused.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64)
+    folder = make_flat_folder(tmp_path / "data")
+    save(folder / "cat" / "warned.png", Image.new("RGB", (80, 80)))  # 6,400 pixels: Pillow's warning range
+    save(folder / "dog" / "raised.png", Image.new("RGB", (100, 100)))  # 10,000 pixels: Pillow's error range
+
+    dataset = load_imagefolder(folder, progress=False, on_bad_image="skip")
+
+    assert {item["path"]: item["reason"].split(":")[0] for item in dataset.skipped} == {
+        "cat/warned.png": "DecompressionBombWarning",
+        "dog/raised.png": "DecompressionBombError",
+    }
+    assert len(dataset.train) == 6
+
+
+def test_unknown_on_bad_image_is_refused_naming_the_parameter(tmp_path):
+    with pytest.raises(DataError, match="data.on_bad_image must be one of error, skip"):
+        load_imagefolder(make_flat_folder(tmp_path / "data"), progress=False, on_bad_image="ignore")
