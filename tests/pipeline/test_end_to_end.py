@@ -41,21 +41,31 @@ def run(command: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess
 def tiny_project(tmp_path_factory):
     """A git + DVC repository holding the project's pipeline with tiny params, after one `dvc repro`."""
     project = tmp_path_factory.mktemp("project")
+    params, env = make_project(project, deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY))
+    first = run(["dvc", "repro"], project, env)
+    return project, params, env, first
+
+
+def make_project(project: Path, params: dict) -> tuple[dict, dict]:
+    """Copy the project's pipeline into `project` with `params`, commit it to a new git + DVC repository.
+
+    Returns (params, environment for commands run there: this Python's tools, the project's own store).
+    """
+    project.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, project / name)
-    params = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["DVC_NO_ANALYTICS"] = "1"
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"]):
         run(command, project, env)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], project, env)
-    first = run(["dvc", "repro"], project, env)
-    return project, params, env, first
+    return params, env
 
 
 def expected_runs(params) -> list[tuple[str, str]]:

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.pipeline.test_end_to_end import PROJECT_FILES, ROOT, deep_update, run
+from tests.pipeline.test_end_to_end import ROOT, deep_update, make_project, run
 
 TINY = {
     "data": {"shapes": {"n_train": 300, "n_test": 100}},
@@ -27,33 +25,20 @@ TRAINING_STAGES = {"train@softmax-pixels": "softmax-pixels", "train_mlp@pixels":
 DEADLINE_SECONDS = 300
 
 
-def make_project(path: Path) -> tuple[Path, dict]:
+def make_tiny_project(path: Path) -> tuple[Path, dict]:
     """A git + DVC repository holding the pipeline with TINY params and only the pixels extractor."""
-    path.mkdir(parents=True)
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, path / name)
     params = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
     params["extractors"] = {"pixels": {}}
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["DVC_NO_ANALYTICS"] = "1"
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"]):
-        run(command, path, env)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], path, env)
+    _, env = make_project(path, params)
     return path, env
 
 
 def results(project: Path) -> dict:
-    """Every training stage's metrics (less the wall-clock train_seconds) and the md5 of the prepared data and features."""
+    """Every training stage's metrics (less the wall-clock *_seconds) and the md5 of the prepared data and features."""
     metrics = {}
     for stage_dir in TRAINING_STAGES.values():
         values = json.loads((project / "results/train" / stage_dir / "metrics.json").read_text())
-        metrics[stage_dir] = {key: value for key, value in values.items() if key != "train_seconds"}
+        metrics[stage_dir] = {key: value for key, value in values.items() if not key.endswith("_seconds")}
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     # results/extract/*.json is left out: it holds extraction speed, which no two runs share
     outputs = {out["path"]: out["md5"] for name in ("prepare", "extract@pixels") for out in lock[name]["outs"] if out["path"].startswith("data/")}
@@ -72,7 +57,7 @@ def mlflow_runs(project: Path) -> list[tuple[str, str, dict]]:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """Project A after one uninterrupted `dvc repro`, and its results."""
-    project, env = make_project(tmp_path_factory.mktemp("robust") / "finished")
+    project, env = make_tiny_project(tmp_path_factory.mktemp("robust") / "finished")
     run(["dvc", "repro"], project, env)
     return project, env, results(project)
 
@@ -144,7 +129,7 @@ def repro_killed(project: Path, env: dict, evidence, sig: signal.Signals) -> int
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the extraction process through /proc (Linux)")
 def test_a_killed_repro_reruns_to_the_same_results_and_leaves_no_run_running(finished, tmp_path):
     _, _, uninterrupted = finished
-    project, env = make_project(tmp_path / "killed")
+    project, env = make_tiny_project(tmp_path / "killed")
 
     # SIGKILL in extraction: no chance to clean up; DVC must cope with its own stale locks
     assert repro_killed(project, env, stage_process_running(project, "-m pipeline.extract pixels"), signal.SIGKILL) == -signal.SIGKILL
