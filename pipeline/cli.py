@@ -39,9 +39,11 @@ def command_run(args) -> int:
     return subprocess.call(command, env={**os.environ, tracking.RUN_GROUP_ENV: group})
 
 
-def runs_table_url(base: str, experiment_id: str | None) -> str:
-    """The experiment's runs table (MLflow 3's route), or the experiment list before any run."""
-    return f"{base}/#/experiments/{experiment_id}/runs" if experiment_id else f"{base}/"
+def runs_table_url(base: str, experiment_id: str | None, view: str | None = None) -> str:
+    """The experiment's runs table (MLflow 3's route), in a shared view if given; the experiment list before any run."""
+    if not experiment_id:
+        return f"{base}/"
+    return f"{base}/#/experiments/{experiment_id}/runs" + (f"?viewStateShareKey={view}" if view else "")
 
 
 def current_dataset() -> str | None:
@@ -79,8 +81,12 @@ def command_ui(args) -> int:
     mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
     dataset = current_dataset()
-    url = runs_table_url(f"http://{args.host}:{args.port}", tracking.experiment_id(dataset) if dataset else None)
+    base, experiment_id = f"http://{args.host}:{args.port}", tracking.experiment_id(dataset) if dataset else None
+    url = runs_table_url(base, experiment_id, tracking.COMPARISON_VIEW)
     print(f"MLflow UI for {uri} at {url} (Ctrl-C stops it)", flush=True)
+    if experiment_id:
+        print(f"  every training run, best test accuracy first: {url}")
+        print(f"  runs grouped by dvc repro / dvc exp run:      {runs_table_url(base, experiment_id)}", flush=True)
     server = subprocess.Popen(command)
     try:
         if not args.no_browser:

@@ -35,7 +35,7 @@ def predict_images(run_id: str, images) -> list[str]:
         featurizer = load_featurizer(tracking.download_artifacts(run_id, "featurizer", Path(scratch)))
     if not isinstance(images, np.ndarray):
         images = np.stack([read_image(path, featurizer.image_shape[0]) for path in images])
-    model = tracking.load_model(run_id).eval()
+    model = tracking.load_model(run_id)  # a torch.export program, exported in eval mode (it refuses .eval())
     with torch.no_grad():
         scores = model(torch.from_numpy(featurizer.transform(images)))
     return [featurizer.class_names[index] for index in scores.argmax(1).tolist()]

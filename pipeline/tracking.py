@@ -7,6 +7,7 @@ a stage's hyperparameter trials are children of the stage's run.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -23,6 +24,19 @@ RUN_GROUP_ENV = "FEATUREBENCH_RUN_GROUP"
 GROUP_TAG = "run_group"
 ROLE_TAG = "featurebench.role"  # "group" (the parent of one dvc repro), "stage" or "trial"
 PARENT_TAG = "mlflow.parentRunId"  # what the MLflow UI nests runs by
+COMPARISON_VIEW = "comparison"  # `?viewStateShareKey=comparison` on the runs table opens it
+COMPARISON_COLUMNS = ["test_accuracy", "val_accuracy", "train_accuracy", "train_seconds", "extract_seconds", "feature_dim", "n_parameters"]
+
+
+def comparison_view_state() -> dict:
+    """The runs table as a comparison: every training stage's run, flat, best test accuracy first, its
+    numbers as columns. Stored as an MLflow "shared view" (the experiment tag the UI's Share button writes)."""
+    return {
+        "searchFilter": f"tags.`{ROLE_TAG}` = 'stage'",
+        "orderByKey": "metrics.`test_accuracy`",
+        "orderByAsc": False,
+        "selectedColumns": [f"metrics.`{name}`" for name in COMPARISON_COLUMNS] + ["tags.`classifier`", "tags.`feature_set`"],
+    }
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -70,8 +84,9 @@ def ensure_experiment(name: str, artifact_location: str | None):
     """The experiment `name`, created with `artifact_location` (<project root>/mlruns for the default store).
 
     MLflow would otherwise put them in ./mlruns of whichever directory creates the experiment first,
-    which for `dvc exp run --temp` is a copy that DVC deletes afterwards. Tagged as model development:
-    MLflow 3 otherwise opens an experiment on its GenAI overview instead of the runs table.
+    which for `dvc exp run --temp` is a copy that DVC deletes afterwards. Tagged as model development
+    (MLflow 3 otherwise opens an experiment on its GenAI overview instead of the runs table), with the
+    comparison view of `comparison_view_state`.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -82,7 +97,9 @@ def ensure_experiment(name: str, artifact_location: str | None):
         except MlflowException:
             pass  # another stage created it meanwhile
     experiment = mlflow.set_experiment(name)
-    mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, "mlflow.experimentKind", "custom_model_development")
+    client = mlflow.MlflowClient()
+    client.set_experiment_tag(experiment.experiment_id, "mlflow.experimentKind", "custom_model_development")
+    client.set_experiment_tag(experiment.experiment_id, f"mlflow.sharedViewState.{COMPARISON_VIEW}", json.dumps(comparison_view_state()))
     return experiment
 
 
@@ -363,18 +380,28 @@ def log_report(dataset: str, files: list[Path]) -> str:
     return parent_id
 
 
+def _quiet_downloads() -> None:
+    """No per-file progress bars when a command fetches a few small artifacts."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def download_artifacts(run_id: str, path: str, destination: Path) -> Path:
     import mlflow
 
+    _quiet_downloads()
     mlflow.set_tracking_uri(tracking_uri())
     return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(destination)))
 
 
 def load_model(run_id: str):
-    """The PyTorch model a training run logged (standardization included: it takes raw features)."""
+    """The PyTorch model a training run logged (standardization included: it takes raw features).
+
+    MLflow 3 stores it as a torch.export program: callable on any batch size, already in eval mode.
+    """
     import mlflow
     import mlflow.pytorch
 
+    _quiet_downloads()
     mlflow.set_tracking_uri(tracking_uri())
     return mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu")
 
