@@ -16,7 +16,7 @@ import pandas as pd
 from pipeline import report, tracking
 from pipeline.artifacts import load_prepared, train_dir
 from pipeline.io import atomic_path, read_json
-from pipeline.params import load_params
+from pipeline.params import ParamsError, load_params
 from pipeline.scores import PER_CLASS_PREFIX
 from pipeline.stage import run_stage
 
@@ -24,8 +24,10 @@ from pipeline.stage import run_stage
 def current_table(params_path: str = "params.yaml") -> tuple[pd.DataFrame, str]:
     """(comparison table of the current runs, data set name); also what `featurebench compare` prints."""
     runs = report.expected_runs(load_params(params_path))
+    if not runs:
+        raise ParamsError("params.yaml defines no training stage: linear.feature_sets and mlp.feature_sets are both empty")
     run_ids = report.current_run_ids(runs)
-    dataset = read_json(train_dir(*runs[0]) / "run.json")["dataset"] if runs else "none"
+    dataset = read_json(train_dir(*runs[0]) / "run.json")["dataset"]
     return report.comparison_table(tracking.read_runs(dataset, run_ids)), dataset
 
 

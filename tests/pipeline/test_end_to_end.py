@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import pytest
 
@@ -78,10 +77,13 @@ def test_one_repro_is_one_finished_parent_holding_the_stage_runs_and_their_trial
     assert {"report/comparison.html", "report/accuracy_vs_train_time.png", "report/misclassified.png"} <= report
 
 
-def test_a_logged_model_has_a_signature_and_predicts_on_image_files_in_one_call(tiny_project, tmp_path):
-    """What the README shows: `featurebench predict RUN_ID image ...`, through the Python function and the CLI."""
+def test_a_logged_model_has_a_signature_and_predicts_on_image_files_in_one_call(tiny_project, tmp_path, monkeypatch):
+    """What the README shows: `predict_images(RUN_ID, files)` and `featurebench predict RUN_ID image ...`."""
     import numpy as np
+    from mlflow.models import get_model_info
     from PIL import Image
+
+    from pipeline.predict import predict_images
 
     project, _, env, _ = tiny_project
     with np.load(project / "data/prepared/test.npz") as test:
@@ -90,18 +92,20 @@ def test_a_logged_model_has_a_signature_and_predicts_on_image_files_in_one_call(
     for index, image in enumerate(images):
         Image.fromarray(image).save(tmp_path / f"test{index}.png")
         paths.append(str(tmp_path / f"test{index}.png"))
+    expected = {}
     for name in ("svm-bovw", "mlp-pixels"):  # a fitted extractor (its codebook travels with the run), an MLP
         folder = project / "results/train" / name
         run_id = json.loads((folder / "run.json").read_text())["run_id"]
-        shown = run(["featurebench", "predict", run_id, *paths], project, env).stdout.splitlines()
-        expected = [line.split(",")[2] for line in (folder / "predictions.csv").read_text().splitlines()[1:7]]
-        assert [line.split("\t")[1] for line in shown] == expected
-    check = run(
-        [sys.executable, "-c", "import json, mlflow; from mlflow.models import get_model_info; mlflow.set_tracking_uri('sqlite:///mlflow.db'); "
-         "run_id = json.load(open('results/train/svm-bovw/run.json'))['run_id']; print(get_model_info(f'runs:/{run_id}/model').signature.inputs.to_json())"],
-        project, env,
-    )
-    assert '"shape": [-1, ' in check.stdout and "float32" in check.stdout
+        expected[run_id] = [line.split(",")[2] for line in (folder / "predictions.csv").read_text().splitlines()[1:7]]
+    bovw_run, mlp_run = expected
+    shown = run(["featurebench", "predict", bovw_run, *paths], project, env).stdout.splitlines()
+    assert [line.split("\t") for line in shown] == [[path, label] for path, label in zip(paths, expected[bovw_run])]
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(project)
+    assert predict_images(mlp_run, paths) == expected[mlp_run]
+    assert predict_images(bovw_run, images) == expected[bovw_run]  # an array of images works too
+    signature = get_model_info(f"runs:/{bovw_run}/model").signature
+    assert '"shape": [-1, 32]' in signature.inputs.to_json()  # bovw: 8 clusters x 2x2 pooling
 
 
 def test_dvc_metrics_show_reads_every_run(tiny_project):

@@ -135,7 +135,7 @@ def test_two_stages_of_one_group_share_one_finished_parent_that_fails_with_a_fai
     assert client.get_run(other.info.run_id).data.tags["mlflow.parentRunId"] != parent_id
 
 
-def test_stages_of_one_group_starting_together_find_one_parent(tmp_path):
+def test_stages_of_one_group_starting_together_find_one_parent(monkeypatch, tmp_path):
     """Three processes race to create the group's parent; the lock leaves exactly one."""
     import os
     import subprocess
@@ -149,8 +149,10 @@ def test_stages_of_one_group_starting_together_find_one_parent(tmp_path):
         "with tracking.training_run(dataset='unit', run_name='r', tags={}, params={}): pass\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {tracking.RUN_GROUP_ENV: "raced"}
-    # the experiment exists first, as after the first repro; the race is for the parent
-    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env, tracking.RUN_GROUP_ENV: "setup"}, check=True)
+    # the store and experiment exist first, as after the first repro; the race is for the parent
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    tracking.connect("unit")
     stages = [subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env) for _ in range(3)]
     assert [stage.wait(timeout=300) for stage in stages] == [0, 0, 0]
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
