@@ -388,9 +388,15 @@ def _quiet_downloads() -> None:
 def download_artifacts(run_id: str, path: str, destination: Path) -> Path:
     import mlflow
 
+    from mlflow.exceptions import MlflowException
+
     _quiet_downloads()
     mlflow.set_tracking_uri(tracking_uri())
-    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(destination)))
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(destination)))
+    except (MlflowException, OSError) as error:
+        message = getattr(error, "message", str(error)).splitlines()[0]
+        raise FileNotFoundError(f"run {run_id} has no {path}/ in the MLflow store {tracking_uri()} ({message})") from None
 
 
 def load_model(run_id: str):
