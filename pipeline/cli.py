@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -76,6 +77,10 @@ def open_when_up(url: str, server: subprocess.Popen, timeout: float = 60) -> Non
             time.sleep(0.5)
 
 
+def stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def command_ui(args) -> int:
     uri = tracking.tracking_uri()
     mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
@@ -88,6 +93,7 @@ def command_ui(args) -> int:
         print(f"  every training run, best test accuracy first: {url}")
         print(f"  runs grouped by dvc repro / dvc exp run:      {runs_table_url(base, experiment_id)}", flush=True)
     server = subprocess.Popen(command)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` of featurebench ui stops the server too
     try:
         if not args.no_browser:
             open_when_up(url, server)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import html
-from pathlib import Path
 
 import matplotlib
 
