@@ -5,8 +5,8 @@ import argparse
 import csv
 import tempfile
 import time
-from pathlib import Path
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch

@@ -53,11 +53,3 @@ def test_compare_before_any_run_says_what_to_do_in_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["featurebench compare: error: results/train/svm-pixels/run.json is missing; run `dvc repro` so every training stage finishes"]
 
-
-def test_predict_with_an_unknown_run_says_so_in_one_line(tmp_path):
-    (tmp_path / "x.png").write_bytes(b"")
-    result = featurebench(["predict", "0123456789abcdef0123456789abcdef", str(tmp_path / "x.png")], tmp_path)
-    assert result.returncode == 2
-    [line] = [line for line in result.stderr.splitlines() if line.startswith("featurebench predict: error:")]
-    assert "run 0123456789abcdef0123456789abcdef has no featurizer/" in line
-    assert "Traceback" not in result.stderr

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -100,6 +101,9 @@ def test_a_logged_model_has_a_signature_and_predicts_on_image_files_in_one_call(
     bovw_run, mlp_run = expected
     shown = run(["featurebench", "predict", bovw_run, *paths], project, env).stdout.splitlines()
     assert [line.split("\t") for line in shown] == [[path, label] for path, label in zip(paths, expected[bovw_run])]
+    unknown = subprocess.run(["featurebench", "predict", "0" * 32, paths[0]], cwd=project, env=env, capture_output=True, text=True)
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert f"featurebench predict: error: run {'0' * 32} has no featurizer/ in the MLflow store" in unknown.stderr
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(project)
     assert predict_images(mlp_run, paths) == expected[mlp_run]
