@@ -5,8 +5,8 @@ import argparse
 import csv
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
+from dataclasses import asdict
 
 import numpy as np
 import torch
