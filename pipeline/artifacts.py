@@ -44,3 +44,26 @@ def load_feature_set(members: list[str]) -> dict[str, np.ndarray]:
             raise FileNotFoundError(f"{path} is missing; run `dvc repro extract@{member}` first")
         per_member.append(load_arrays(path))
     return {split: np.concatenate([arrays[split] for arrays in per_member], axis=1) for split in SPLITS}
+
+
+def extract_seconds(members: list[str]) -> float:
+    """Seconds the extract stages took (fit + transform) for a feature set: the sum over its members."""
+    total = 0.0
+    for member in members:
+        path = EXTRACT_METRICS_DIR / f"{member}.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing; run `dvc repro extract@{member}` first")
+        total += read_json(path)["extract_seconds"]
+    return round(total, 3)
+
+
+def prepared_digest(prepared_dir: Path = PREPARED_DIR) -> str:
+    """16 hex digits of sha256 over the prepared splits' files: what MLflow shows as the data set's digest."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ["meta.json", *(f"{split}.npz" for split in SPLITS)]:
+        with open(prepared_dir / name, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import yaml
@@ -30,23 +35,89 @@ def command_run(args) -> int:
     for override in experiment_overrides(args.name) + (args.set or []):
         command += ["-S", override]
     print("+ " + " ".join(command), flush=True)
-    return subprocess.call(command)
+    # every stage of this experiment logs under one parent run in MLflow (see tracking.run_group)
+    group = f"{socket.gethostname()}-{args.name}-{uuid.uuid4().hex[:12]}"
+    return subprocess.call(command, env={**os.environ, tracking.RUN_GROUP_ENV: group})
+
+
+def runs_table_url(base: str, experiment_id: str | None, view: str | None = None) -> str:
+    """The experiment's runs table (MLflow 3's route), in a shared view if given; the experiment list before any run."""
+    if not experiment_id:
+        return f"{base}/"
+    return f"{base}/#/experiments/{experiment_id}/runs" + (f"?viewStateShareKey={view}" if view else "")
+
+
+def current_dataset() -> str | None:
+    """The data set of the workspace: data/prepared/meta.json after `prepare`, else params.yaml."""
+    meta = Path("data/prepared/meta.json")
+    if meta.exists():
+        return json.loads(meta.read_text())["dataset"]
+    if Path("params.yaml").exists():
+        from pipeline.datasets.load import dataset_label
+        from pipeline.params import load_params
+
+        return dataset_label(load_params().data)
+    return None
+
+
+def open_when_up(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
+    """Open `url` in the desktop's browser once the server answers (no display: print only)."""
+    import urllib.request
+    import webbrowser
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return  # webbrowser would fall back to a text browser in this terminal
+    deadline = time.monotonic() + timeout
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url.split("#")[0], timeout=2).close()
+            webbrowser.open(url)
+            return
+        except OSError:
+            time.sleep(0.5)
+
+
+def stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def command_ui(args) -> int:
     uri = tracking.tracking_uri()
     mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
-    print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
-    return subprocess.call(command)
+    dataset = current_dataset()
+    base, experiment_id = f"http://{args.host}:{args.port}", tracking.experiment_id(dataset) if dataset else None
+    url = runs_table_url(base, experiment_id, tracking.COMPARISON_VIEW)
+    print(f"MLflow UI for {uri} at {url} (Ctrl-C stops it)", flush=True)
+    if experiment_id:
+        print(f"  every training run, best test accuracy first: {url}")
+        print(f"  runs grouped by dvc repro / dvc exp run:      {runs_table_url(base, experiment_id)}", flush=True)
+    server = subprocess.Popen(command)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` of featurebench ui stops the server too
+    try:
+        if not args.no_browser:
+            open_when_up(url, server)
+        return server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        return server.wait()
 
 
 def command_compare(args) -> int:
-    table_path = Path("reports/comparison.md")
-    if not table_path.exists():
-        print("featurebench compare: no reports/comparison.md yet; run `dvc repro` first", file=sys.stderr)
-        return 2
-    print(table_path.read_text(), end="")
+    """The comparison table of the runs DVC considers current, read back from MLflow."""
+    from pipeline.compare import current_table, summary
+
+    table, dataset = current_table()
+    print(f"{dataset}: {len(table)} runs, best test accuracy first (the full report: reports/comparison.html)")
+    print(summary(table).to_string(index=False))
+    return 0
+
+
+def command_predict(args) -> int:
+    from pipeline.predict import predict_images
+
+    for path, name in zip(args.images, predict_images(args.run_id, args.images)):
+        print(f"{path}\t{name}")
     return 0
 
 
@@ -158,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui = commands.add_parser("ui", help="open the MLflow UI on the project's store")
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
     ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--no-browser", action="store_true", help="only print the address of the runs table")
     ui.set_defaults(handler=command_ui)
 
     extractor = commands.add_parser("extractor", help="add, list, check or remove feature extractors")
@@ -179,8 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("-y", "--yes", action="store_true", help="do not ask before deleting code")
     remove.set_defaults(handler=command_extractor_remove)
 
-    compare = commands.add_parser("compare", help="print the comparison table written by the `compare` stage")
+    compare = commands.add_parser("compare", help="print the comparison table of the current runs, read back from MLflow")
     compare.set_defaults(handler=command_compare)
+
+    predict = commands.add_parser("predict", help="classify image files with the model a training run logged to MLflow")
+    predict.add_argument("run_id", help="the MLflow run id of a training stage (results/train/*/run.json, or the UI)")
+    predict.add_argument("images", nargs="+", help="image files (any format Pillow reads; resized like the data set)")
+    predict.set_defaults(handler=command_predict)
     return parser
 
 

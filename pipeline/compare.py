@@ -1,34 +1,39 @@
-"""Stage `compare`: one table of every training run, sorted by test accuracy (CSV and Markdown)."""
+"""Stage `compare`: the runs DVC considers current, read back from MLflow, as a report in reports/.
+
+Writes the table (CSV and HTML in full, Markdown without the per-class columns) and four figures
+(accuracy against training time and against feature dimension, the per-class accuracy of each
+family's best model, the test images those models get wrong), and logs them to the run group's
+parent run in MLflow.
+"""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
-from pipeline.artifacts import train_dir
+from pipeline import report, tracking
+from pipeline.artifacts import load_prepared, train_dir
 from pipeline.io import atomic_path, read_json
-from pipeline.params import load_params
+from pipeline.params import ParamsError, load_params
+from pipeline.scores import PER_CLASS_PREFIX
 from pipeline.stage import run_stage
 
-COLUMNS = ["classifier", "feature_set", "test_accuracy", "val_accuracy", "train_accuracy", "feature_dim", "n_parameters", "train_seconds", "learning_rate", "reg_strength"]
+
+def current_table(params_path: str = "params.yaml") -> tuple[pd.DataFrame, str]:
+    """(comparison table of the current runs, data set name); also what `featurebench compare` prints."""
+    runs = report.expected_runs(load_params(params_path))
+    if not runs:
+        raise ParamsError("params.yaml defines no training stage: linear.feature_sets and mlp.feature_sets are both empty")
+    run_ids = report.current_run_ids(runs)
+    dataset = read_json(train_dir(*runs[0]) / "run.json")["dataset"]
+    return report.comparison_table(tracking.read_runs(dataset, run_ids)), dataset
 
 
-def expected_runs(params) -> list[tuple[str, str]]:
-    """(classifier, feature_set) of every training stage that params.yaml defines."""
-    linear = [(c, f) for c in params.linear.classifiers for f in params.linear.feature_sets]
-    return linear + [("mlp", f) for f in params.mlp.feature_sets]
-
-
-def comparison_table(runs: list[tuple[str, str]]) -> pd.DataFrame:
-    rows = []
-    for classifier, feature_set in runs:
-        folder = train_dir(classifier, feature_set)
-        if not (folder / "metrics.json").exists():
-            raise FileNotFoundError(f"{folder}/metrics.json is missing; run `dvc repro` so every training stage finishes")
-        rows.append({"classifier": classifier, "feature_set": feature_set, **read_json(folder / "metrics.json"), **read_json(folder / "chosen.json")})
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    return table.sort_values(["test_accuracy", "classifier", "feature_set"], ascending=[False, True, True], ignore_index=True)
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The table without per-class columns and run ids: what fits a terminal and a README."""
+    return table[[c for c in table.columns if not c.startswith(PER_CLASS_PREFIX) and c != "run_id"]]
 
 
 def main() -> None:
@@ -36,13 +41,30 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", default="reports", help="output folder (default: %(default)s)")
     args = parser.parse_args()
-    table = comparison_table(expected_runs(load_params(args.params)))
+    table, dataset = current_table(args.params)
+    meta, prepared = load_prepared()
+    best = report.best_of_each_family(table)
+    figures = {
+        "accuracy_vs_train_time.png": report.accuracy_vs_train_time_figure(table, dataset),
+        "accuracy_vs_feature_dim.png": report.accuracy_vs_feature_dim_figure(table, dataset),
+        "per_class_accuracy.png": report.per_class_accuracy_figure(best, meta["class_names"], dataset),
+        "misclassified.png": report.misclassified_figure(best, prepared["test"]["images"], dataset),
+    }
     out = Path(args.out)
+    for file_name, figure in figures.items():
+        with atomic_path(out / file_name) as temporary:
+            figure.savefig(temporary, format="png", dpi=100)
+        plt.close(figure)
     with atomic_path(out / "comparison.csv") as temporary:
         table.to_csv(temporary, index=False)
     with atomic_path(out / "comparison.md") as temporary:
-        temporary.write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
-    print(table.to_string(index=False))
+        temporary.write_text(summary(table).to_markdown(index=False, floatfmt=".4g") + "\n")
+    with atomic_path(out / "comparison.html") as temporary:
+        temporary.write_text(report.html_page(table, dataset, list(figures)))
+    files = [out / name for name in ("comparison.html", "comparison.csv", "comparison.md", *figures)]
+    parent = tracking.log_report(dataset, files)
+    print(summary(table).to_string(index=False))
+    print(f"report: {out / 'comparison.html'}; logged to MLflow run {parent}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,42 @@
-"""All MLflow logging lives here: the dict written to a DVC metrics file is the dict logged to MLflow."""
+"""All MLflow logging lives here: the dict written to a DVC metrics file is the dict logged to MLflow.
+
+Runs are organized for reading side by side: one experiment per data set; every `dvc repro` or
+`dvc exp run` gets one parent run (its "run group") holding the training stages' runs as children;
+a stage's hyperparameter trials are children of the stage's run.
+"""
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import socket
 import subprocess
+import tempfile
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 EXPERIMENT_PREFIX = "featurebench"
+RUN_GROUP_ENV = "FEATUREBENCH_RUN_GROUP"
+GROUP_TAG = "run_group"
+ROLE_TAG = "featurebench.role"  # "group" (the parent of one dvc repro), "stage" or "trial"
+PARENT_TAG = "mlflow.parentRunId"  # what the MLflow UI nests runs by
+COMPARISON_VIEW = "comparison"  # `?viewStateShareKey=comparison` on the runs table opens it
+COMPARISON_COLUMNS = ["test_accuracy", "val_accuracy", "train_accuracy", "train_seconds", "extract_seconds", "feature_dim", "n_parameters"]
+
+
+def comparison_view_state() -> dict:
+    """The runs table as a comparison: every training stage's run, flat, best test accuracy first, its
+    numbers as columns. Stored as an MLflow "shared view" (the experiment tag the UI's Share button writes)."""
+    return {
+        "searchFilter": f"tags.`{ROLE_TAG}` = 'stage'",
+        "orderByKey": "metrics.`test_accuracy`",
+        "orderByAsc": False,
+        "selectedColumns": [f"metrics.`{name}`" for name in COMPARISON_COLUMNS] + ["tags.`classifier`", "tags.`feature_set`"],
+    }
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -55,7 +84,9 @@ def ensure_experiment(name: str, artifact_location: str | None):
     """The experiment `name`, created with `artifact_location` (<project root>/mlruns for the default store).
 
     MLflow would otherwise put them in ./mlruns of whichever directory creates the experiment first,
-    which for `dvc exp run --temp` is a copy that DVC deletes afterwards.
+    which for `dvc exp run --temp` is a copy that DVC deletes afterwards. Tagged as model development
+    (MLflow 3 otherwise opens an experiment on its GenAI overview instead of the runs table), with the
+    comparison view of `comparison_view_state`.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -65,7 +96,11 @@ def ensure_experiment(name: str, artifact_location: str | None):
             mlflow.create_experiment(name, artifact_location=artifact_location)
         except MlflowException:
             pass  # another stage created it meanwhile
-    return mlflow.set_experiment(name)
+    experiment = mlflow.set_experiment(name)
+    client = mlflow.MlflowClient()
+    client.set_experiment_tag(experiment.experiment_id, "mlflow.experimentKind", "custom_model_development")
+    client.set_experiment_tag(experiment.experiment_id, f"mlflow.sharedViewState.{COMPARISON_VIEW}", json.dumps(comparison_view_state()))
+    return experiment
 
 
 def create_store_once(uri: str) -> None:
@@ -124,30 +159,181 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-@contextmanager
-def training_run(*, dataset: str, run_name: str, tags: dict, params: dict):
-    """One MLflow run for one training stage; marked FAILED (never left RUNNING) if the block raises."""
+def connect(dataset: str):
+    """Point MLflow at the project's store and return the data set's experiment."""
     import mlflow
 
     # decided before set_tracking_uri, which exports MLFLOW_TRACKING_URI itself
     own_store = not os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri())
     create_store_once(tracking_uri())
-    experiment = ensure_experiment(experiment_name(dataset), (project_root() / "mlruns").as_uri() if own_store else None)
-    mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, "mlflow.experimentKind", "custom_model_development")
-    all_tags = {
+    return ensure_experiment(experiment_name(dataset), (project_root() / "mlruns").as_uri() if own_store else None)
+
+
+# --- run groups: one parent run per `dvc repro` / `dvc exp run` -------------------------------------
+
+def _proc_stat(pid: int) -> list[str]:
+    """/proc/PID/stat fields after the command name (which may hold spaces): [state, ppid, ...]."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _is_dvc(pid: int) -> bool:
+    """True for `dvc ...`, `python .../bin/dvc ...` and `python -m dvc ...`."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    names = [os.path.basename(arg.decode(errors="replace")) for arg in argv[:2]]
+    return "dvc" in names or "dvc.exe" in names or argv[1:3] == [b"-m", b"dvc"]
+
+
+def dvc_ancestor(pid: int | None = None) -> int | None:
+    """The nearest process above `pid` (default: this one) that runs dvc, or None (or no /proc)."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        while pid > 1:
+            pid = int(_proc_stat(pid)[1])
+            if pid > 1 and _is_dvc(pid):
+                return pid
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def run_group() -> str:
+    """The key shared by every stage of one `dvc repro` or `dvc exp run`.
+
+    The stages are separate processes; what they share is the dvc process that started them (one
+    per queued or temp experiment too), identified by host, boot, pid and start time so a reused pid
+    is a new group. `featurebench run` sets FEATUREBENCH_RUN_GROUP instead. A stage run by hand
+    outside dvc is a group of its own.
+    """
+    if os.environ.get(RUN_GROUP_ENV):
+        return os.environ[RUN_GROUP_ENV]
+    pid = dvc_ancestor() or os.getpid()
+    try:
+        started = _proc_stat(pid)[19]
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except (OSError, IndexError):
+        started, boot = str(time.time_ns()), "noproc"
+    return f"{socket.gethostname()}-{boot}-{pid}-{started}"
+
+
+@contextmanager
+def _group_lock():
+    """Serializes finding-or-creating a group's parent among this machine's stages (no-op without fcntl)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    folder = project_root() / ".dvc" / "tmp"
+    lock_path = (folder if folder.is_dir() else Path(tempfile.gettempdir())) / "featurebench-run-group.lock"
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def group_tags(dataset: str) -> dict:
+    """What the parent run records about the pipeline run: data set, git commit, DVC experiment."""
+    return {
         "dataset": dataset,
         "git_commit": git_commit(),
         "dvc_experiment": os.environ.get("DVC_EXP_NAME", "workspace"),
+    }
+
+
+def group_parent(experiment_id: str, dataset: str, data: "DataInput | None" = None) -> str:
+    """Run id of this run group's parent, created (already FINISHED) by the first stage that asks.
+
+    The parent is terminated at once so that no crash can leave it RUNNING; each stage that ends
+    moves its end time forward (see `_close_parent`). The lock makes two stages of one group that
+    start together find the same parent.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    group = run_group()
+    with _group_lock():
+        found = client.search_runs(
+            [experiment_id], filter_string=f"tags.{GROUP_TAG} = '{group}' AND tags.`{ROLE_TAG}` = 'group'", max_results=1
+        )
+        if found:
+            return found[0].info.run_id
+        tags = group_tags(dataset)
+        name = f"{tags['dvc_experiment'] if 'DVC_EXP_NAME' in os.environ else 'repro'} {time.strftime('%Y-%m-%d %H:%M')}"
+        parent = client.create_run(experiment_id, run_name=name, tags={**tags, GROUP_TAG: group, ROLE_TAG: "group"})
+        if data is not None:
+            client.log_inputs(parent.info.run_id, datasets=[data.dataset_input()])
+        client.set_terminated(parent.info.run_id, "FINISHED")
+        return parent.info.run_id
+
+
+def _close_parent(parent_id: str, failed: bool) -> None:
+    """The parent ends when its last stage ends; it is FAILED once any stage failed."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    already_failed = client.get_run(parent_id).info.status == "FAILED"
+    client.set_terminated(parent_id, "FAILED" if failed or already_failed else "FINISHED", end_time=int(time.time() * 1000))
+
+
+# --- the data set as an MLflow dataset input ----------------------------------------------------------
+
+@dataclass
+class DataInput:
+    """The prepared data set as MLflow sees it: `name` and `digest` identify it, `images` give its schema."""
+
+    name: str
+    digest: str
+    source: str
+    images: np.ndarray  # (n, H, W, 3) uint8, the train split
+    labels: np.ndarray  # (n,)
+
+    def dataset_input(self):
+        import mlflow.data
+        from mlflow.data.sources import LocalArtifactDatasetSource
+        from mlflow.entities import DatasetInput, InputTag
+
+        source = LocalArtifactDatasetSource(self.source)  # a plain path string is ambiguous to MLflow (it warns)
+        dataset = mlflow.data.from_numpy(self.images, source=source, targets=self.labels, name=self.name, digest=self.digest)
+        return DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])
+
+
+# --- one run per training stage -------------------------------------------------------------------------
+
+@contextmanager
+def training_run(*, dataset: str, run_name: str, tags: dict, params: dict, data: DataInput | None = None):
+    """One MLflow run for one training stage, a child of its run group's parent.
+
+    Marked FAILED (never left RUNNING) if the block raises; the parent's end time and status follow.
+    """
+    import mlflow
+
+    experiment = connect(dataset)
+    parent_id = group_parent(experiment.experiment_id, dataset, data)
+    all_tags = {
+        **group_tags(dataset),
+        **tags,
+        GROUP_TAG: run_group(),
+        ROLE_TAG: "stage",
+        PARENT_TAG: parent_id,
         "pid": str(os.getpid()),
         "hostname": socket.gethostname(),
-        **tags,
     }
     if "dvc_stage" in tags:
         end_abandoned_runs(experiment.experiment_id, tags["dvc_stage"])
-    with mlflow.start_run(run_name=run_name, tags=all_tags) as run:
-        mlflow.log_params(flatten(params))
-        yield run
+    failed = True
+    try:
+        with mlflow.start_run(run_name=run_name, tags=all_tags) as run:
+            mlflow.log_params(flatten(params))
+            if data is not None:
+                mlflow.MlflowClient().log_inputs(run.info.run_id, datasets=[data.dataset_input()])
+            yield run
+        failed = False
+    finally:
+        _close_parent(parent_id, failed)
 
 
 def log_epoch(record) -> None:
@@ -165,8 +351,12 @@ def log_epoch(record) -> None:
     )
 
 
-def log_final(metrics: dict, figures: dict, model, input_example, pictures=()) -> None:
-    """The final metrics (the DVC metrics dict itself), figures by file name, pictures (files, under features/), the model."""
+def log_final(metrics: dict, figures: dict, model, input_example, featurizer_dir: Path | None = None, pictures=()) -> None:
+    """The final metrics (the DVC metrics dict itself), figures by file name, pictures (files, under features/), the model.
+
+    The model's signature is inferred from `input_example` (raw features); `featurizer_dir` holds
+    what turns images into those features (see pipeline/featurizer.py), logged beside it.
+    """
     import mlflow
     import mlflow.pytorch
     import matplotlib.pyplot as plt
@@ -177,17 +367,48 @@ def log_final(metrics: dict, figures: dict, model, input_example, pictures=()) -
         plt.close(figure)
     for path in pictures:
         mlflow.log_artifact(str(path), artifact_path=f"features/{path.parent.name}")
+    if featurizer_dir is not None:
+        mlflow.log_artifacts(str(featurizer_dir), "featurizer")
     mlflow.pytorch.log_model(model, name="model", pip_requirements=["torch"], input_example=input_example)
 
 
-def log_trial(index: int, learning_rate: float, reg_strength: float, val_accuracy: float) -> None:
-    """One point of the validation search, step = trial number."""
-    import mlflow
+def trial_record(trial) -> tuple[dict, dict, list[tuple[int, dict]]]:
+    """(params, metrics, [(step, per-epoch metrics)]) of one search trial, read from its dataclass fields.
 
-    mlflow.log_metrics(
-        {"search_learning_rate": learning_rate, "search_reg_strength": reg_strength, "search_val_accuracy": val_accuracy},
-        step=index,
-    )
+    Generic on purpose: dataclass fields (the train and model configs) become params named
+    `<field>.<key>`, numbers become metrics, a list of per-epoch records becomes curves
+    `epoch_<key>`; anything else (the model itself) is skipped. A field added to the trial shows up
+    without a change here.
+    """
+    params, metrics, curves = {}, {}, []
+    for field in dataclasses.fields(trial):
+        value = getattr(trial, field.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            params.update(flatten(dataclasses.asdict(value), f"{field.name}."))
+        elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+            metrics[field.name] = float(value)
+        elif isinstance(value, list) and value and all(dataclasses.is_dataclass(item) for item in value):
+            for index, item in enumerate(value, start=1):
+                record = dataclasses.asdict(item)
+                step = int(record.pop("epoch", index))
+                curves.append((step, {f"epoch_{key}": float(v) for key, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}))
+    return params, metrics, curves
+
+
+def log_trials(trials) -> None:
+    """Each search trial as a child run of the active stage run: its settings, score, time and curves."""
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    client = mlflow.MlflowClient()
+    for index, trial in enumerate(trials):
+        params, metrics, curves = trial_record(trial)
+        with mlflow.start_run(run_name=f"trial {index}", nested=True, tags={ROLE_TAG: "trial"}) as run:
+            now = int(time.time() * 1000)
+            batch = [Metric(key, value, now, 0) for key, value in metrics.items()]
+            batch += [Metric(key, value, now, step) for step, values in curves for key, value in values.items()]
+            for start in range(0, max(len(batch), 1), 1000):  # MLflow takes at most 1000 metrics a call
+                client.log_batch(run.info.run_id, metrics=batch[start : start + 1000], params=[Param(k, str(v)) for k, v in params.items()] if start == 0 else [])
 
 
 def log_chosen(chosen: dict) -> None:
@@ -195,3 +416,75 @@ def log_chosen(chosen: dict) -> None:
     import mlflow
 
     mlflow.log_params({f"chosen.{key}": value for key, value in chosen.items()})
+
+
+# --- reading back: the report, predictions, the UI -------------------------------------------------
+
+def read_runs(dataset: str, run_ids: list[str]):
+    """pandas DataFrame (mlflow.search_runs) of exactly these runs; a missing run is a FileNotFoundError."""
+    import mlflow
+
+    experiment = connect(dataset)
+    frame = mlflow.search_runs(
+        [experiment.experiment_id],
+        filter_string="attributes.run_id IN ({})".format(", ".join(f"'{run_id}'" for run_id in run_ids)),
+        max_results=max(len(run_ids), 1),
+    )
+    missing = sorted(set(run_ids) - set(frame["run_id"] if len(frame) else []))
+    if missing:
+        raise FileNotFoundError(f"run(s) {', '.join(missing)} are not in the MLflow store {tracking_uri()}; run `dvc repro --force` to log them again")
+    return frame
+
+
+def log_report(dataset: str, files: list[Path]) -> str:
+    """Log the report's files to this run group's parent; returns the parent's run id."""
+    import mlflow
+
+    experiment = connect(dataset)
+    parent_id = group_parent(experiment.experiment_id, dataset)
+    client = mlflow.MlflowClient()
+    for path in files:
+        client.log_artifact(parent_id, str(path), "report")
+    _close_parent(parent_id, failed=False)
+    return parent_id
+
+
+def _quiet_downloads() -> None:
+    """No per-file progress bars when a command fetches a few small artifacts."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def download_artifacts(run_id: str, path: str, destination: Path) -> Path:
+    import mlflow
+
+    from mlflow.exceptions import MlflowException
+
+    _quiet_downloads()
+    mlflow.set_tracking_uri(tracking_uri())
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(destination)))
+    except (MlflowException, OSError) as error:
+        message = getattr(error, "message", str(error)).splitlines()[0]
+        raise FileNotFoundError(f"run {run_id} has no {path}/ in the MLflow store {tracking_uri()} ({message})") from None
+
+
+def load_model(run_id: str):
+    """The PyTorch model a training run logged (standardization included: it takes raw features).
+
+    MLflow 3 stores it as a torch.export program: callable on any batch size, already in eval mode.
+    """
+    import mlflow
+    import mlflow.pytorch
+
+    _quiet_downloads()
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu")
+
+
+def experiment_id(dataset: str) -> str | None:
+    """The id of the data set's experiment, or None before any run logged to it."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment = mlflow.MlflowClient().get_experiment_by_name(experiment_name(dataset))
+    return experiment.experiment_id if experiment else None

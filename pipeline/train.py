@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import tempfile
 import time
+from pathlib import Path
 from dataclasses import asdict
 
 import numpy as np
@@ -15,9 +17,11 @@ from models.mlp import MLPConfig, StandardizedClassifier
 from models.search import SearchSpace, candidates, refit, search
 from models.training import TrainConfig, channel_standardization, choose_device, evaluate, predict, standardization
 from pipeline import tracking
-from pipeline.artifacts import feature_previews, load_feature_set, load_prepared, train_dir
+from pipeline.artifacts import PREPARED_DIR, extract_seconds, feature_previews, load_feature_set, load_prepared, prepared_digest, train_dir
+from pipeline.featurizer import save_featurizer
 from pipeline.io import atomic_path, write_json
 from pipeline.params import CLASSIFIERS, ParamsError, load_params
+from pipeline.scores import per_class_accuracy
 from pipeline.stage import run_stage
 
 
@@ -89,13 +93,15 @@ def main() -> None:
         "augment": augment_name,
         "device": str(device),
     }
-    with tracking.training_run(dataset=meta["dataset"], run_name=f"{args.classifier}-{args.feature_set}", tags=run_tags, params=run_params):
+    data = tracking.DataInput(
+        meta["dataset"], prepared_digest(), str(PREPARED_DIR.resolve()), prepared["train"]["images"], prepared["train"]["labels"]
+    )
+    with tracking.training_run(dataset=meta["dataset"], run_name=f"{args.classifier}-{args.feature_set}", tags=run_tags, params=run_params, data=data) as run:
         start = time.perf_counter()
         configs = candidates(space, base, base_model, section.search, section.budget, params.seed)
         best, trials = search(configs, tensors["train"], labels["train"], tensors["val"], labels["val"], device, augment=augment)
         search_seconds = time.perf_counter() - start
-        for index, trial in enumerate(trials):
-            tracking.log_trial(index, trial.config.learning_rate, trial.config.reg_strength, trial.val_accuracy)
+        tracking.log_trials(trials)
         for record in best.history:
             tracking.log_epoch(record)
         model = best.model
@@ -118,8 +124,10 @@ def main() -> None:
             "train_seconds": round(train_seconds, 2),
             "search_seconds": round(search_seconds, 2),
             "n_trials": len(trials),
+            "extract_seconds": extract_seconds(members),
             "feature_dim": int(base_model.input_dim),
             "n_parameters": model.n_parameters(),
+            **per_class_accuracy(labels["test"].numpy(), test_predictions, class_names),
         }
         chosen = {"learning_rate": best.config.learning_rate, "reg_strength": best.config.reg_strength, "epochs": best.best_epoch}
         if is_mlp:
@@ -137,8 +145,8 @@ def main() -> None:
         )
         write_csv(
             out / "predictions.csv",
-            ["actual", "predicted"],
-            zip(np.asarray(class_names)[labels["test"].numpy()], np.asarray(class_names)[test_predictions]),
+            ["index", "actual", "predicted"],  # index: the image's row in data/prepared/test.npz
+            zip(range(len(test_predictions)), np.asarray(class_names)[labels["test"].numpy()], np.asarray(class_names)[test_predictions]),
         )
         figures = {"confusion_matrix.png": confusion_figure(matrix, class_names, title), "learning_curve.png": learning_curve_figure(best.history, title)}
         if raw_pixels:
@@ -148,14 +156,13 @@ def main() -> None:
                 figures["first_layer_templates.png"] = templates_figure(first_layer[:40], image_shape, None, f"{title}: first 40 hidden units")
             else:
                 figures["class_templates.png"] = templates_figure(first_layer, image_shape, class_names, f"{title}: one template per class")
-        tracking.log_final(
-            metrics,
-            figures,
-            deployable,
-            input_example=features["train"][:2],
-            pictures=feature_previews(members),
-        )
+        with tempfile.TemporaryDirectory() as scratch:
+            featurizer = save_featurizer(Path(scratch), args.feature_set, members, meta)
+            tracking.log_final(
+                metrics, figures, deployable, input_example=features["train"][:2], featurizer_dir=featurizer, pictures=feature_previews(members)
+            )
         write_json(out / "chosen.json", chosen)
+        write_json(out / "run.json", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "dataset": meta["dataset"]})
         write_json(out / "metrics.json", metrics)
     print(f"{args.classifier} on {args.feature_set}: test accuracy {metrics['test_accuracy']:.4f} ({chosen})")
 

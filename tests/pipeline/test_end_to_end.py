@@ -1,77 +1,13 @@
-"""`dvc repro` for real, in a temporary git repository, on a tiny shapes configuration."""
+"""`dvc repro` for real, in a temporary git repository, on a tiny shapes configuration (tests/pipeline/conftest.py)."""
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ["pipeline", "features", "models", "experiments", "dvc.yaml", "params.yaml", "pyproject.toml"]
-
-TINY = {
-    "data": {"shapes": {"n_train": 300, "n_test": 100}},
-    "extractors": {"bovw": {"n_clusters": 8, "n_patches": 2000}},
-    "linear": {"feature_sets": ["pixels", "bovw", "hog+color_hist"], "learning_rates": [0.01], "reg_strengths": [0.0001, 0.001], "epochs": 3},
-    "mlp": {"feature_sets": ["pixels"], "hidden_sizes": [32], "epochs": 3},
-}
-
-
-def deep_update(target: dict, changes: dict) -> dict:
-    for key, value in changes.items():
-        if isinstance(value, dict):
-            deep_update(target.setdefault(key, {}), value)
-        else:
-            target[key] = value
-    return target
-
-
-def run(command: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
-
-
-@pytest.fixture(scope="module")
-def tiny_project(tmp_path_factory):
-    """A git + DVC repository holding the project's pipeline with tiny params, after one `dvc repro`."""
-    project = tmp_path_factory.mktemp("project")
-    params, env = make_project(project, deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY))
-    first = run(["dvc", "repro"], project, env)
-    return project, params, env, first
-
-
-def make_project(project: Path, params: dict) -> tuple[dict, dict]:
-    """Copy the project's pipeline into `project` with `params`, commit it to a new git + DVC repository.
-
-    Returns (params, environment for commands run there: this Python's tools, the project's own store).
-    """
-    project.mkdir(parents=True, exist_ok=True)
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, project / name)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["DVC_NO_ANALYTICS"] = "1"
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"]):
-        run(command, project, env)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], project, env)
-    return params, env
-
-
-def expected_runs(params) -> list[tuple[str, str]]:
-    return [(c, f) for c in params["linear"]["classifiers"] for f in params["linear"]["feature_sets"]] + [
-        ("mlp", f) for f in params["mlp"]["feature_sets"]
-    ]
+from tests.pipeline.conftest import expected_runs, run, stage_runs
 
 
 def test_every_stage_ran(tiny_project):
@@ -90,21 +26,90 @@ def test_mlflow_holds_one_finished_run_per_training_stage_with_the_dvc_metrics(t
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("featurebench/shapes")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    runs = client.search_runs([experiment.experiment_id])
+    runs = stage_runs(client, experiment.experiment_id)
     by_key = {(r.data.tags["classifier"], r.data.tags["feature_set"]): r for r in runs}
     assert len(runs) == len(by_key) == len(expected_runs(params))
     assert set(by_key) == set(expected_runs(params))
+    meta = json.loads((project / "data/prepared/meta.json").read_text())
     for (classifier, feature_set), mlflow_run in by_key.items():
         assert mlflow_run.info.status == "FINISHED"
-        metrics = json.loads((project / "results/train" / f"{classifier}-{feature_set}" / "metrics.json").read_text())
-        for key, value in metrics.items():
-            assert mlflow_run.data.metrics[key] == pytest.approx(value), key
+        folder = project / "results/train" / f"{classifier}-{feature_set}"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert mlflow_run.data.metrics == pytest.approx({**metrics, **{k: v for k, v in mlflow_run.data.metrics.items() if k.startswith("epoch_")}})
+        assert json.loads((folder / "run.json").read_text())["run_id"] == mlflow_run.info.run_id
+        extract_seconds = sum(json.loads((project / "results/extract" / f"{m}.json").read_text())["extract_seconds"] for m in feature_set.split("+"))
+        assert metrics["extract_seconds"] == pytest.approx(extract_seconds, abs=1e-3)
+        assert {f"test_accuracy.{name}" for name in meta["class_names"]} <= set(metrics)
         assert mlflow_run.data.tags["dataset"] == "shapes"
         assert mlflow_run.data.tags["dvc_stage"].endswith(f"{classifier}-{feature_set}") or mlflow_run.data.tags["dvc_stage"].endswith(f"@{feature_set}")
         history = client.get_metric_history(mlflow_run.info.run_id, "epoch_val_accuracy")
         assert [m.step for m in history] == list(range(1, params[("mlp" if classifier == "mlp" else "linear")]["epochs"] + 1))
         artifacts = {a.path for a in client.list_artifacts(mlflow_run.info.run_id)}
-        assert {"confusion_matrix.png", "learning_curve.png"} <= artifacts
+        assert {"confusion_matrix.png", "learning_curve.png", "featurizer"} <= artifacts
+        [data_input] = mlflow_run.inputs.dataset_inputs
+        assert data_input.dataset.name == "shapes" and len(data_input.dataset.digest) == 16
+
+
+def test_one_repro_is_one_finished_parent_holding_the_stage_runs_and_their_trials(tiny_project):
+    import mlflow
+
+    project, params, _, _ = tiny_project
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("featurebench/shapes")
+    first_parent = client.get_run(stage_runs(client, experiment.experiment_id)[-1].data.tags["mlflow.parentRunId"])
+    assert first_parent.data.tags["featurebench.role"] == "group"
+    assert first_parent.info.status == "FINISHED"
+    assert first_parent.data.tags["git_commit"] == run(["git", "rev-parse", "HEAD"], project, {**os.environ}).stdout.strip()
+    assert first_parent.data.tags["dvc_experiment"] == "workspace"
+    children = client.search_runs([experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{first_parent.info.run_id}'")
+    assert sorted((r.data.tags["classifier"], r.data.tags["feature_set"]) for r in children) == sorted(expected_runs(params))
+    assert first_parent.info.end_time >= max(r.info.end_time for r in children)
+    grid_size = len(params["linear"]["learning_rates"]) * len(params["linear"]["reg_strengths"])
+    for child in children:
+        trials = client.search_runs([experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{child.info.run_id}'")
+        if child.data.tags["classifier"] != "mlp":
+            assert len(trials) == grid_size
+        for trial in trials:
+            assert trial.data.tags["featurebench.role"] == "trial" and trial.info.status == "FINISHED"
+            assert {"config.learning_rate", "config.reg_strength"} <= set(trial.data.params)
+            assert {"val_accuracy", "seconds", "epoch_val_accuracy"} <= set(trial.data.metrics)
+        assert {float(t.data.params["config.learning_rate"]) for t in trials} >= {float(child.data.params["chosen.learning_rate"])}
+    report = {a.path for a in client.list_artifacts(first_parent.info.run_id, "report")}
+    assert {"report/comparison.html", "report/accuracy_vs_train_time.png", "report/misclassified.png"} <= report
+
+
+def test_a_logged_model_has_a_signature_and_predicts_on_image_files_in_one_call(tiny_project, tmp_path, monkeypatch):
+    """What the README shows: `predict_images(RUN_ID, files)` and `featurebench predict RUN_ID image ...`."""
+    import numpy as np
+    from mlflow.models import get_model_info
+    from PIL import Image
+
+    from pipeline.predict import predict_images
+
+    project, _, env, _ = tiny_project
+    with np.load(project / "data/prepared/test.npz") as test:
+        images = test["images"][:6]
+    paths = []
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"test{index}.png")
+        paths.append(str(tmp_path / f"test{index}.png"))
+    expected = {}
+    for name in ("svm-bovw", "mlp-pixels"):  # a fitted extractor (its codebook travels with the run), an MLP
+        folder = project / "results/train" / name
+        run_id = json.loads((folder / "run.json").read_text())["run_id"]
+        expected[run_id] = [line.split(",")[2] for line in (folder / "predictions.csv").read_text().splitlines()[1:7]]
+    bovw_run, mlp_run = expected
+    shown = run(["featurebench", "predict", bovw_run, *paths], project, env).stdout.splitlines()
+    assert [line.split("\t") for line in shown] == [[path, label] for path, label in zip(paths, expected[bovw_run])]
+    unknown = subprocess.run(["featurebench", "predict", "0" * 32, paths[0]], cwd=project, env=env, capture_output=True, text=True)
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert f"featurebench predict: error: run {'0' * 32} has no featurizer/ in the MLflow store" in unknown.stderr
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(project)
+    assert predict_images(mlp_run, paths) == expected[mlp_run]
+    assert predict_images(bovw_run, images) == expected[bovw_run]  # an array of images works too
+    signature = get_model_info(f"runs:/{bovw_run}/model").signature
+    assert '"shape": [-1, 32]' in signature.inputs.to_json()  # bovw: 8 clusters x 2x2 pooling
 
 
 def test_dvc_metrics_show_reads_every_run(tiny_project):
@@ -115,58 +120,68 @@ def test_dvc_metrics_show_reads_every_run(tiny_project):
         assert f"results/train/{classifier}-{feature_set}/metrics.json" in files
 
 
-def test_comparison_table_is_sorted_by_test_accuracy(tiny_project):
+def test_the_report_reads_the_current_runs_back_with_the_numbers_dvc_shows(tiny_project):
     import pandas as pd
 
-    project, params, _, _ = tiny_project
+    project, params, env, _ = tiny_project
     table = pd.read_csv(project / "reports/comparison.csv")
     assert len(table) == len(expected_runs(params))
     assert list(table["test_accuracy"]) == sorted(table["test_accuracy"], reverse=True)
+    shown = next(iter(json.loads(run(["dvc", "metrics", "show", "--json"], project, env).stdout).values()))["data"]
+    for _, row in table.iterrows():
+        metrics = shown[f"results/train/{row['classifier']}-{row['feature_set']}/metrics.json"]["data"]
+        for key, value in metrics.items():
+            assert row[key] == pytest.approx(value), key
     assert "| classifier" in (project / "reports/comparison.md").read_text()
+    page = (project / "reports/comparison.html").read_text()
+    for figure in ("accuracy_vs_train_time.png", "accuracy_vs_feature_dim.png", "per_class_accuracy.png", "misclassified.png"):
+        assert (project / "reports" / figure).read_bytes().startswith(b"\x89PNG")
+        assert f'src="{figure}"' in page
+    printed = run(["featurebench", "compare"], project, env).stdout
+    best = table.iloc[0]
+    assert f"{best['classifier']} {best['feature_set']}" in " ".join(printed.split())
+    assert f"{best['test_accuracy']:.4f}".rstrip("0") in printed
 
 
-def test_second_repro_does_nothing(tiny_project):
+def test_dvc_plots_show_renders_every_run_and_the_report_figures(tiny_project):
+    project, params, env, _ = tiny_project
+    run(["dvc", "plots", "show", "-o", "plots_out"], project, env)
+    page = (project / "plots_out/index.html").read_text()
+    for classifier, feature_set in expected_runs(params):
+        assert f"results/train/{classifier}-{feature_set}/predictions.csv" in page
+        assert f"results/train/{classifier}-{feature_set}/learning_curve.csv" in page
+    assert "reports/misclassified.png" in page or "reports_misclassified.png" in page
+
+
+def test_second_repro_does_nothing_and_logs_nothing(tiny_project):
+    import mlflow
+
     project, _, env, _ = tiny_project
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("featurebench/shapes")
+    before = len(client.search_runs([experiment.experiment_id], max_results=1000))
     second = run(["dvc", "repro"], project, env)
     assert "Running stage" not in second.stdout
     status = run(["dvc", "status"], project, env)
     assert "up to date" in status.stdout
+    assert len(client.search_runs([experiment.experiment_id], max_results=1000)) == before
 
 
-def test_featurebench_ui_serves_the_runs(tiny_project):
-    import socket
-    import time
+def test_featurebench_ui_serves_the_runs(tiny_project, mlflow_ui):
     import urllib.request
 
-    project, params, env, _ = tiny_project
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(["featurebench", "ui", "--port", str(port)], cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/experiments/get-by-name?experiment_name=featurebench/shapes", timeout=5) as response:
-                    experiment = json.load(response)["experiment"]
-                break
-            except OSError:
-                assert server.poll() is None, "featurebench ui exited"
-                assert time.monotonic() < deadline, "featurebench ui did not answer within 90 s"
-                time.sleep(1)
-        request = urllib.request.Request(
-            f"{base}/runs/search",
-            data=json.dumps({"experiment_ids": [experiment["experiment_id"]], "max_results": 100}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            runs = json.load(response)["runs"]
-        assert len(runs) == len(expected_runs(params))
-        assert all(any(m["key"] == "test_accuracy" for m in run["data"]["metrics"]) for run in runs)
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+    _, params, _, _ = tiny_project
+    base, experiment_id, announced = mlflow_ui
+    assert f"{base}/#/experiments/{experiment_id}/runs" in announced  # the runs table, not the GenAI overview
+    request = urllib.request.Request(
+        f"{base}/api/2.0/mlflow/runs/search",
+        data=json.dumps({"experiment_ids": [experiment_id], "filter": "tags.`featurebench.role` = 'stage'", "max_results": 100}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        runs = json.load(response)["runs"]
+    assert len(runs) == len(expected_runs(params))
+    assert all(any(m["key"] == "test_accuracy" for m in run["data"]["metrics"]) for run in runs)
 
 
 def test_a_new_extractor_is_extracted_trained_and_logged_without_re_extracting_the_others(tiny_project):
@@ -187,7 +202,7 @@ def test_a_new_extractor_is_extracted_trained_and_logged_without_re_extracting_t
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("featurebench/shapes")
-    runs = client.search_runs([experiment.experiment_id], filter_string="tags.feature_set = 'mean_color'")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.feature_set = 'mean_color' AND tags.`featurebench.role` = 'stage'")
     assert sorted(r.data.tags["classifier"] for r in runs) == sorted(params["linear"]["classifiers"])
     for mlflow_run in runs:
         metrics = json.loads((project / "results/train" / f"{mlflow_run.data.tags['classifier']}-mean_color" / "metrics.json").read_text())
@@ -203,7 +218,7 @@ def test_every_run_shows_the_pictures_of_its_extractors(tiny_project):
         assert (project / "data/features" / name / "preview.png").stat().st_size > 1000, name
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("featurebench/shapes")
-    for mlflow_run in client.search_runs([experiment.experiment_id], filter_string="tags.classifier != 'mlp'"):
+    for mlflow_run in stage_runs(client, experiment.experiment_id):
         members = mlflow_run.data.tags["feature_set"].split("+")
         pictures = {a.path for member in members for a in client.list_artifacts(mlflow_run.info.run_id, f"features/{member}")}
         drawn = [member for member in members if (project / "data/features" / member / "preview.png").exists()]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.pipeline.test_end_to_end import ROOT, deep_update, make_project, run
+from tests.pipeline.conftest import ROOT, deep_update, make_project, run
 
 TINY = {
     "data": {"shapes": {"n_train": 300, "n_test": 100}},

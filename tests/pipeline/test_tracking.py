@@ -138,3 +138,160 @@ def test_stages_opening_a_fresh_store_at_the_same_moment_all_succeed(tmp_path):
     assert [process.returncode for process in processes] == [0, 0], "\n".join(error[-1500:] for error in errors)
     names = {experiment.name for experiment in mlflow.MlflowClient(uri).search_experiments()}
     assert {"parallel-0", "parallel-1"} <= names
+
+
+def fake_dvc(tmp_path, body: str):
+    """An executable named `dvc` that runs `body` with this interpreter: a real process to find as ancestor."""
+    import sys
+
+    script = tmp_path / "dvc"
+    script.write_text(f"#!{sys.executable}\n{body}\n")
+    script.chmod(0o755)
+    return script
+
+
+def child_output(script, env) -> list[str]:
+    import subprocess
+
+    return subprocess.run([str(script)], capture_output=True, text=True, check=True, env=env).stdout.split()
+
+
+def test_stages_started_by_one_dvc_process_share_a_run_group_and_another_dvc_process_gets_another(tmp_path):
+    """The chain dvc -> shell -> stage, as `dvc repro` runs it; each stage is a separate python process."""
+    import os
+    import sys
+
+    root = str(__import__("pathlib").Path(__file__).resolve().parents[2])
+    stage = f"import sys; sys.path.insert(0, {root!r}); from pipeline import tracking; print(tracking.run_group(), tracking.dvc_ancestor())"
+    # "dvc" runs two stages through a shell, like DVC does, and prints its own pid
+    body = (
+        "import os, subprocess, sys; print(os.getpid());"
+        f"[subprocess.run(['/bin/sh', '-c', sys.executable + ' -c ' + repr({stage!r})], check=True) for _ in range(2)]"
+    )
+    script = fake_dvc(tmp_path, body)
+    env = {k: v for k, v in os.environ.items() if k != tracking.RUN_GROUP_ENV}
+    first = child_output(script, env)
+    dvc_pid, (group_a, ancestor_a), (group_b, ancestor_b) = first[0], first[1:3], first[3:5]
+    assert ancestor_a == ancestor_b == dvc_pid
+    assert group_a == group_b and dvc_pid in group_a.split("-")
+    second = child_output(script, env)
+    assert second[1] != group_a  # a new `dvc repro` is a new group
+    assert child_output(script, {**env, tracking.RUN_GROUP_ENV: "chosen"})[1] == "chosen"
+    assert sys.platform != "linux" or tracking.dvc_ancestor() is None  # pytest has no dvc above it
+
+
+def test_two_stages_of_one_group_share_one_finished_parent_that_fails_with_a_failing_stage(monkeypatch, tmp_path):
+    import mlflow
+    import pytest
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(tracking.RUN_GROUP_ENV, "group-one")
+    with tracking.training_run(dataset="unit", run_name="a", tags={}, params={}) as first:
+        pass
+    with tracking.training_run(dataset="unit", run_name="b", tags={}, params={}) as second:
+        pass
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = {run.info.run_id: run for run in client.search_runs([first.info.experiment_id])}
+    parent_id = runs[first.info.run_id].data.tags["mlflow.parentRunId"]
+    assert runs[second.info.run_id].data.tags["mlflow.parentRunId"] == parent_id
+    parent = runs[parent_id]
+    assert parent.info.status == "FINISHED" and parent.data.tags["run_group"] == "group-one"
+    assert parent.info.end_time >= runs[second.info.run_id].info.end_time
+    assert {"git_commit", "dvc_experiment", "dataset"} <= set(parent.data.tags)
+    with pytest.raises(FloatingPointError):
+        with tracking.training_run(dataset="unit", run_name="c", tags={}, params={}):
+            raise FloatingPointError("diverged")
+    assert client.get_run(parent_id).info.status == "FAILED"
+    monkeypatch.setenv(tracking.RUN_GROUP_ENV, "group-two")
+    with tracking.training_run(dataset="unit", run_name="d", tags={}, params={}) as other:
+        pass
+    assert client.get_run(other.info.run_id).data.tags["mlflow.parentRunId"] != parent_id
+
+
+def test_stages_of_one_group_starting_together_find_one_parent(monkeypatch, tmp_path):
+    """Three processes race to create the group's parent; the lock leaves exactly one."""
+    import os
+    import subprocess
+    import sys
+
+    import mlflow
+
+    root = str(__import__("pathlib").Path(__file__).resolve().parents[2])
+    code = (
+        f"import sys; sys.path.insert(0, {root!r}); from pipeline import tracking\n"
+        "with tracking.training_run(dataset='unit', run_name='r', tags={}, params={}): pass\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {tracking.RUN_GROUP_ENV: "raced"}
+    # the store and experiment exist first, as after the first repro; the race is for the parent
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    tracking.connect("unit")
+    stages = [subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env) for _ in range(3)]
+    assert [stage.wait(timeout=300) for stage in stages] == [0, 0, 0]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("featurebench/unit")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.run_group = 'raced'")
+    parents = [r for r in runs if r.data.tags["featurebench.role"] == "group"]
+    assert len(parents) == 1 and len(runs) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs if r.data.tags["featurebench.role"] == "stage"} == {parents[0].info.run_id}
+
+
+def test_trials_nest_under_the_stage_run_with_every_dataclass_field_they_carry(monkeypatch, tmp_path):
+    """A trial shaped like models.search.Trial, with a field the search may add (model_config)."""
+    from dataclasses import dataclass, field
+
+    import mlflow
+
+    from models.mlp import MLPConfig
+    from models.training import EpochRecord, TrainConfig
+
+    @dataclass
+    class Trial:
+        config: TrainConfig
+        model_config: MLPConfig
+        val_accuracy: float
+        seconds: float
+        history: list = field(default_factory=list)
+        model: object = None
+
+    history = [EpochRecord(epoch, 1.0 / epoch, 0.5, 0.4 + epoch / 100, 0.01) for epoch in (1, 2, 3)]
+    trials = [
+        Trial(TrainConfig(learning_rate=rate), MLPConfig(input_dim=4, n_classes=2, hidden_sizes=[8]), 0.43, 1.5, history, object())
+        for rate in (0.01, 0.1)
+    ]
+    params, metrics, curves = tracking.trial_record(trials[0])
+    assert params["config.learning_rate"] == 0.01 and params["model_config.hidden_sizes"] == [8]
+    assert metrics == {"val_accuracy": 0.43, "seconds": 1.5}
+    assert [step for step, _ in curves] == [1, 2, 3] and curves[0][1]["epoch_train_loss"] == 1.0
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with tracking.training_run(dataset="unit", run_name="stage", tags={}, params={}) as stage:
+        tracking.log_trials(trials)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    children = client.search_runs([stage.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{stage.info.run_id}'")
+    assert sorted(float(r.data.params["config.learning_rate"]) for r in children) == [0.01, 0.1]
+    for child in children:
+        assert child.info.status == "FINISHED" and child.data.tags["featurebench.role"] == "trial"
+        assert child.data.params["model_config.activation"] == "relu"
+        assert child.data.metrics["val_accuracy"] == 0.43
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "epoch_val_accuracy")] == [1, 2, 3]
+
+
+def test_a_run_records_the_data_set_as_an_input_with_name_and_digest(monkeypatch, tmp_path):
+    import mlflow
+    import numpy as np
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    data = tracking.DataInput("unit", "0123456789abcdef", str(tmp_path), np.zeros((4, 8, 8, 3), np.uint8), np.arange(4))
+    with tracking.training_run(dataset="unit", run_name="r", tags={}, params={}, data=data) as run:
+        pass
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    logged = client.get_run(run.info.run_id)
+    [data_input] = logged.inputs.dataset_inputs
+    assert (data_input.dataset.name, data_input.dataset.digest) == ("unit", "0123456789abcdef")
+    assert '"features_shape": [4, 8, 8, 3]' in data_input.dataset.profile
+    parent = client.get_run(logged.data.tags["mlflow.parentRunId"])
+    assert [d.dataset.digest for d in parent.inputs.dataset_inputs] == ["0123456789abcdef"]
