@@ -101,4 +101,4 @@ def test_impossible_extractor_settings_are_refused_naming_the_key(tmp_path, chan
 
 def test_the_projects_extractors_pass_and_report_their_dimensions():
     dims = check_extractors(load_params(ROOT / "params.yaml"))
-    assert dims["pixels"] == 32 * 32 * 3 and dims["color_hist"] == 10
+    assert dims["pixels"] == 32 * 32 * 3 and dims["color_hist"] == 2 * 2 * 3 * 10
