@@ -20,7 +20,9 @@ from pipeline.artifacts import train_dir  # noqa: E402
 from pipeline.io import read_json  # noqa: E402
 from pipeline.scores import PER_CLASS_PREFIX, metric_name  # noqa: E402
 
-METRIC_COLUMNS = ["test_accuracy", "val_accuracy", "train_accuracy", "feature_dim", "n_parameters", "extract_seconds", "train_seconds"]
+METRIC_COLUMNS = [
+    "test_accuracy", "val_accuracy", "train_accuracy", "feature_dim", "n_parameters", "extract_seconds", "train_seconds", "search_seconds", "n_trials",
+]
 FAMILY_MARKERS = {"svm": "s", "softmax": "^", "mlp": "o"}
 
 
