@@ -63,7 +63,7 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({"classifier": runs["tags.classifier"], "feature_set": runs["tags.feature_set"]})
     for name in METRIC_COLUMNS:
         table[name] = runs.get(f"metrics.{name}", np.nan)
-    for name in ("feature_dim", "n_parameters"):  # counts; MLflow hands every metric back as a float
+    for name in ("feature_dim", "n_parameters", "n_trials"):  # counts; MLflow hands every metric back as a float
         table[name] = table[name].astype("Int64")
     for column in sorted(c for c in runs.columns if c.startswith("params.chosen.")):
         table[column.removeprefix("params.chosen.")] = _numeric(runs[column])

@@ -7,7 +7,7 @@ triangle, 2x2 pooling) is fit on the first --fit images; then both encoders tran
 images, alternating for --repeats rounds, and the medians give images/second. The plain encoder is
 what one writes first: every patch of a --batch of images at once in numpy float32, fresh arrays for
 each step (its distance matrix alone is --batch x 729 x 1600 x 4 bytes). It also prints the largest
-relative difference between the two.
+relative difference between the two (float32 both; exit status 1 above 1e-2).
 """
 from __future__ import annotations
 
@@ -79,7 +79,8 @@ def main(argv=None) -> int:
     print(f"bovw transform (torch, chunked):     {batched_rate:8.1f} images/s")
     print(f"speed ratio: {batched_rate / plain_rate:.2f}x   largest relative difference: {difference:.2e}")
     print(f"60,000 CIFAR-10 images at this rate: {60000 / batched_rate / 60:.1f} min (plain: {60000 / plain_rate / 60:.1f} min)")
-    return 0 if difference < 1e-3 else 1
+    # both in float32: the triangle code, mean distance minus distance, cancels about three digits
+    return 0 if difference < 1e-2 else 1
 
 
 if __name__ == "__main__":

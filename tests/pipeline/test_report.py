@@ -24,6 +24,8 @@ def search_runs_frame() -> pd.DataFrame:
             "metrics.n_parameters": [float(r[3] * 10 + 10) for r in rows],
             "metrics.extract_seconds": [0.5] * len(rows),
             "metrics.train_seconds": [r[4] for r in rows],
+            "metrics.search_seconds": [r[4] * 0.7 for r in rows],
+            "metrics.n_trials": [6.0] * len(rows),
             "metrics.test_accuracy.cat": [0.5, 0.4, 0.6, 0.7],
             "metrics.test_accuracy.dog": [0.7, 0.44, 0.56, 0.62],
             "params.chosen.learning_rate": [r[5] for r in rows],
@@ -34,7 +36,7 @@ def search_runs_frame() -> pd.DataFrame:
 def test_the_table_is_sorted_by_test_accuracy_with_counts_as_integers_and_chosen_params_as_numbers():
     table = report.comparison_table(search_runs_frame())
     assert list(table["test_accuracy"]) == [0.66, 0.61, 0.58, 0.42]
-    assert list(table.columns[:9]) == ["classifier", "feature_set", *report.METRIC_COLUMNS]
+    assert list(table.columns[: 2 + len(report.METRIC_COLUMNS)]) == ["classifier", "feature_set", *report.METRIC_COLUMNS]
     assert table["feature_dim"].dtype == "Int64" and table["learning_rate"].dtype == float
     assert {"test_accuracy.cat", "test_accuracy.dog", "run_id"} <= set(table.columns)
 

@@ -46,12 +46,15 @@ def results(project: Path) -> dict:
 
 
 def mlflow_runs(project: Path) -> list[tuple[str, str, dict]]:
-    """(dvc_stage tag, status, tags) of every run in the project's store."""
+    """(dvc_stage tag, status, tags) of every training stage's run in the project's store (not the
+    run groups' parents, not the search trials)."""
     import mlflow
+
+    from tests.pipeline.conftest import stage_runs
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("featurebench/shapes")
-    return [(r.data.tags.get("dvc_stage"), r.info.status, r.data.tags) for r in client.search_runs([experiment.experiment_id])]
+    return [(r.data.tags.get("dvc_stage"), r.info.status, r.data.tags) for r in stage_runs(client, experiment.experiment_id)]
 
 
 @pytest.fixture(scope="module")
