@@ -146,13 +146,11 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"linear.classifiers must be among svm, softmax; got {', '.join(unknown)}")
     if params.extract_batch_size < 1:
         raise ParamsError(f"extract.batch_size must be an integer >= 1; got {params.extract_batch_size}")
+    check_mlp(params.mlp)  # first: the search grid's size counts its hidden_sizes options
     for where, section in (("linear", params.linear), ("mlp", params.mlp)):
         for feature_set in section.feature_sets:
             params.feature_set_members(feature_set)
         _check_training(section, where)
-    check_mlp(params.mlp)
-    check_search(params.linear, "linear")
-    check_search(params.mlp, "mlp")
     return params
 
 
@@ -161,8 +159,9 @@ def _is_int(value, minimum: int) -> bool:
 
 
 def _check_training(section: TrainingParams, where: str) -> None:
-    """The ranges models.training.TrainConfig enforces, checked here too so that every stage, prepare
-    first, refuses them before any work (TrainConfig is only built by a training stage, after extraction)."""
+    """The ranges models.training.TrainConfig enforces, and the search settings, checked here so that
+    every stage, prepare first, refuses them before any work (TrainConfig is only built by a training
+    stage, after extraction); each message names the key and the allowed values."""
     if not section.learning_rates or any(rate <= 0 for rate in section.learning_rates):
         raise ParamsError(f"{where}.learning_rates must be a non-empty list of values > 0; got {section.learning_rates}")
     if not section.reg_strengths or any(strength < 0 for strength in section.reg_strengths):
@@ -175,10 +174,6 @@ def _check_training(section: TrainingParams, where: str) -> None:
         raise ParamsError(f"{where}.regularization must be l2 or l1; got {section.regularization!r}")
     if section.lr_schedule not in ("constant", "cosine"):
         raise ParamsError(f"{where}.lr_schedule must be constant or cosine; got {section.lr_schedule!r}")
-
-
-def check_search(section: TrainingParams, where: str) -> None:
-    """Refuse impossible optimizer and search settings, naming the key and the allowed values."""
     from models.search import SEARCH_METHODS
     from models.training import OPTIMIZERS
 
