@@ -29,4 +29,19 @@ def weight_penalty(weights: list[torch.Tensor], kind: str) -> torch.Tensor:
     raise ValueError(f"regularization must be 'l2' or 'l1'; got {kind!r}")
 
 
+@torch.no_grad()
+def add_penalty_gradient(gradient: torch.Tensor, weight: torch.Tensor, kind: str, strength: float) -> None:
+    """gradient += strength * d weight_penalty / d weight, in place (2 W for L2, sign(W) for L1).
+
+    Written out rather than differentiated: autograd of the penalty costs three extra passes over
+    every weight matrix per minibatch, a sixth of an MLP step on CPU.
+    """
+    if kind == "l2":
+        gradient.add_(weight, alpha=2 * strength)
+    elif kind == "l1":
+        gradient.add_(weight.sign(), alpha=strength)
+    else:
+        raise ValueError(f"regularization must be 'l2' or 'l1'; got {kind!r}")
+
+
 LOSSES = {"svm": svm_loss, "softmax": softmax_loss}

