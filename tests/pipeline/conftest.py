@@ -66,8 +66,10 @@ def make_project(project: Path, params: dict) -> tuple[dict, dict]:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["DVC_NO_ANALYTICS"] = "1"
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"]):
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         run(command, project, env)
+    shutil.copytree(ROOT / ".dvc/plots", project / ".dvc/plots")  # the custom plot templates dvc.yaml names; `dvc init` made .dvc
+    run(["git", "add", "-A"], project, env)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"], project, env)
     return params, env
 

@@ -153,6 +153,35 @@ def test_dvc_plots_show_renders_every_run_and_the_report_figures(tiny_project):
     assert "reports/misclassified.png" in page or "reports_misclassified.png" in page
 
 
+def plotted_series(spec: dict) -> list[tuple[set[str], bool]]:
+    """What each view of a Vega-Lite spec draws on y: (the data fields, whether colour tells them apart).
+
+    Several fields share one y axis through a `fold` transform, whose key names the field of each row.
+    """
+    views = []
+    for view in [spec, *spec.get("vconcat", []), *spec.get("hconcat", []), *spec.get("layer", [])]:
+        y = view.get("encoding", {}).get("y", {}).get("field")
+        if y is None:
+            continue
+        colour = view["encoding"].get("color", {}).get("field")
+        folds = [t for t in view.get("transform", []) if "fold" in t and t.get("as", ["key", "value"])[1] == y]
+        views.append((set(folds[0]["fold"]), colour == folds[0].get("as", ["key"])[0]) if folds else ({y}, False))
+    return views
+
+
+def test_dvc_plots_show_draws_train_and_validation_accuracy_together_and_the_train_loss(tiny_project):
+    project, params, env, _ = tiny_project
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], project, env).stdout)["data"]
+    for classifier, feature_set in expected_runs(params):
+        (curve,) = shown[f"results/train/{classifier}-{feature_set}/learning_curve.csv"]
+        views = plotted_series(curve["content"])
+        assert ({"train_accuracy", "val_accuracy"}, True) in views, views  # one chart, a line per split, coloured by split
+        assert any("train_loss" in fields for fields, _ in views), views
+        rows = curve["content"]["data"]["values"]
+        epochs = len((project / f"results/train/{classifier}-{feature_set}/learning_curve.csv").read_text().splitlines()) - 1
+        assert len(rows) == epochs and all({"epoch", "train_loss", "train_accuracy", "val_accuracy"} <= row.keys() for row in rows)
+
+
 def test_second_repro_does_nothing_and_logs_nothing(tiny_project):
     import mlflow
 
