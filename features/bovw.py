@@ -1,9 +1,10 @@
 """Bag of visual words (Csurka et al. 2004; Fei-Fei & Perona 2005): which local patch types an image holds.
 
 The pipeline of Coates, Lee & Ng (AISTATS 2011): random patches of the train split only are
-contrast-normalized and ZCA-whitened, k-means learns a codebook from them; each image is encoded by
-every dense patch's distances to the codewords (`hard`: the nearest one; `triangle`: Coates et al.'s
-soft rule max(0, mean distance - distance)) and the codes are sum-pooled over a spatial grid.
+contrast-normalized and ZCA-whitened, their k-means (`features/kmeans.py`) learns a codebook from
+them; each image is encoded by every dense patch's distances to the codewords (`hard`: the nearest
+one; `triangle`: Coates et al.'s soft rule max(0, mean distance - distance)) and the codes are
+sum-pooled over a spatial grid.
 
 The arithmetic runs in torch, a few images at a time, into buffers reused from chunk to chunk: the
 distance matrix of all CIFAR-10 patches to 1600 codewords would be 280 GB, one chunk's is ~75 MB.
@@ -13,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.cluster import KMeans
 
 from features.base import FeatureExtractor, NotFittedError, check_images, check_positive_int
+from features.kmeans import kmeans
 from features.registry import register
 
 ENCODINGS = ("hard", "triangle")
@@ -145,11 +146,7 @@ class BagOfVisualWords(FeatureExtractor):
         else:
             mean, whitening = torch.zeros(dim), torch.eye(dim)
         self.patch_mean_, self.whitening_ = mean.numpy(), whitening.numpy()
-        whitened = ((patches - mean) @ whitening).numpy()
-        kmeans = KMeans(
-            n_clusters=self.n_clusters, init="random", n_init=1, max_iter=self.kmeans_iterations, random_state=self.seed
-        ).fit(whitened)
-        self.codebook_ = kmeans.cluster_centers_.astype(np.float32)
+        self.codebook_ = kmeans((patches - mean) @ whitening, self.n_clusters, self.kmeans_iterations, self.seed).numpy()
         return self
 
     def transform(self, images: np.ndarray) -> np.ndarray:

@@ -1,0 +1,40 @@
+"""Coates et al.'s k-means: finds separated clusters, repeats for a seed, zeroes centroids left empty."""
+from __future__ import annotations
+
+import torch
+
+from features.kmeans import kmeans, nearest_centroid
+
+
+def blobs(centers, per_cluster=200, spread=0.05, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    centers = torch.tensor(centers, dtype=torch.float32)
+    points = centers.repeat_interleave(per_cluster, 0)
+    return points + spread * torch.randn(points.shape, generator=generator), centers
+
+
+def test_separated_clusters_are_found():
+    points, centers = blobs([[3.0, 0.0], [0.0, 3.0], [-3.0, 0.0], [0.0, -3.0]])
+    centroids = kmeans(points, 4, iterations=20, seed=0)
+    # every true centre has a centroid within the noise, whatever their order
+    assert torch.cdist(centers, centroids).min(1).values.max() < 0.05
+
+
+def test_nearest_centroid_is_the_smallest_distance_across_chunks():
+    generator = torch.Generator().manual_seed(1)
+    points, centroids = torch.randn(20000, 6, generator=generator), torch.randn(30, 6, generator=generator)
+    assert torch.equal(nearest_centroid(points, centroids), torch.cdist(points, centroids).argmin(1))
+
+
+def test_same_seed_same_centroids_other_seed_other_start():
+    points, _ = blobs([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]], spread=0.5)
+    assert torch.equal(kmeans(points, 5, 10, seed=3), kmeans(points, 5, 10, seed=3))
+    assert not torch.equal(kmeans(points, 5, 1, seed=3), kmeans(points, 5, 1, seed=4))
+
+
+def test_a_centroid_without_points_is_zero_not_nan():
+    points, _ = blobs([[5.0, 5.0]], spread=0.01)
+    centroids = kmeans(points, 8, iterations=3, seed=0)
+    assert torch.isfinite(centroids).all()
+    empty = (centroids == 0).all(1)
+    assert 0 < empty.sum() < 8  # all points near (5, 5) go to the few start directions that point there
