@@ -1,14 +1,17 @@
-"""Training-time augmentation of raw-pixel rows: a mirrored cat is still a cat, and the MLP sees twice the data."""
+"""Training-time augmentation of raw-pixel rows: a mirrored or slightly moved cat is still a cat."""
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
 
-AUGMENTATIONS = ("none", "flip")
+AUGMENTATIONS = ("none", "flip", "shift", "flip+shift")
+SHIFT_PIXELS = 2  # up to 2 of 32 pixels in each direction: the object stays in the frame
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
-def horizontal_flip(image_shape: tuple[int, int, int]) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+def horizontal_flip(image_shape: tuple[int, int, int]) -> Augment:
     """augment(batch, generator): each (H * W * C) row mirrored left-right with probability 1/2.
 
     Exact only for pixel rows standardized with per-channel statistics (`channel_standardization`):
@@ -25,8 +28,36 @@ def horizontal_flip(image_shape: tuple[int, int, int]) -> Callable[[torch.Tensor
     return augment
 
 
-def augmentation(name: str, image_shape: tuple[int, int, int]):
-    """The augment function for a params name, or None for "none"."""
+def random_shift(image_shape: tuple[int, int, int], pixels: int = SHIFT_PIXELS) -> Augment:
+    """augment(batch, generator): each row's image moved by a random (dy, dx) in [-pixels, pixels]^2.
+
+    The uncovered border is zero, the channel mean of standardized pixels; one gather for the batch.
+    """
+    height, width, channels = image_shape
+
+    def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n = len(batch)
+        padded = torch.nn.functional.pad(batch.view(n, height, width, channels), (0, 0, pixels, pixels, pixels, pixels))
+        dy, dx = (torch.randint(0, 2 * pixels + 1, (2, n), generator=generator)).to(batch.device)
+        rows = dy[:, None] + torch.arange(height, device=batch.device)
+        cols = dx[:, None] + torch.arange(width, device=batch.device)
+        moved = padded[torch.arange(n, device=batch.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
+        return moved.reshape(n, -1)
+
+    return augment
+
+
+def augmentation(name: str, image_shape: tuple[int, int, int]) -> Augment | None:
+    """The augment function for a params name ("flip+shift": flip, then shift), or None for "none"."""
     if name not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}; got {name!r}")
-    return horizontal_flip(image_shape) if name == "flip" else None
+    if name == "none":
+        return None
+    steps = [{"flip": horizontal_flip, "shift": random_shift}[part](image_shape) for part in name.split("+")]
+
+    def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        for step in steps:
+            batch = step(batch, generator)
+        return batch
+
+    return augment if len(steps) > 1 else steps[0]

@@ -60,6 +60,7 @@ class TrainingParams:
     lr_schedule: str = "cosine"
     patience: int = 0
     precision: str = "fp32"
+    augment: str = "none"
     search: str = "grid"
     budget: int = 12
     refit: bool = True
@@ -81,7 +82,6 @@ class MLPParams(TrainingParams):
     activation: str = "relu"
     dropout: float = 0.0
     batchnorm: bool = False
-    augment: str = "none"
     loss: str = "softmax"
 
     @property
@@ -175,6 +175,7 @@ def _check_training(section: TrainingParams, where: str) -> None:
         raise ParamsError(f"{where}.regularization must be l2 or l1; got {section.regularization!r}")
     if section.lr_schedule not in ("constant", "cosine"):
         raise ParamsError(f"{where}.lr_schedule must be constant or cosine; got {section.lr_schedule!r}")
+    from models.augment import AUGMENTATIONS
     from models.search import SEARCH_METHODS
     from models.training import OPTIMIZERS, PRECISIONS
 
@@ -183,6 +184,8 @@ def _check_training(section: TrainingParams, where: str) -> None:
         raise ParamsError(f"{where}.epochs must be an integer >= 1 or a non-empty list of them; got {section.epochs!r}")
     if section.optimizer not in OPTIMIZERS:
         raise ParamsError(f"{where}.optimizer must be one of {', '.join(OPTIMIZERS)}; got {section.optimizer!r}")
+    if section.augment not in AUGMENTATIONS:
+        raise ParamsError(f"{where}.augment must be one of {', '.join(AUGMENTATIONS)}; got {section.augment!r}")
     if section.precision not in PRECISIONS:
         raise ParamsError(f"{where}.precision must be one of {', '.join(PRECISIONS)}; got {section.precision!r}")
     if section.search not in SEARCH_METHODS:
@@ -204,7 +207,6 @@ def _check_training(section: TrainingParams, where: str) -> None:
 
 
 def check_mlp(section: MLPParams) -> None:
-    from models.augment import AUGMENTATIONS
     from models.mlp import ACTIVATIONS
 
     for option in section.hidden_size_options:
@@ -218,8 +220,6 @@ def check_mlp(section: MLPParams) -> None:
         raise ParamsError(f"mlp.loss must be svm or softmax; got {section.loss!r}")
     if not isinstance(section.batchnorm, bool):
         raise ParamsError(f"mlp.batchnorm must be true or false; got {section.batchnorm!r}")
-    if section.augment not in AUGMENTATIONS:
-        raise ParamsError(f"mlp.augment must be one of {', '.join(AUGMENTATIONS)}; got {section.augment!r}")
 
 
 def check_extractors(params: Params, names: list[str] | None = None) -> dict[str, int]:

@@ -56,7 +56,7 @@ def main() -> None:
     labels = {split: torch.from_numpy(prepared[split]["labels"]) for split in prepared}
     class_names = meta["class_names"]
     is_mlp = args.classifier == "mlp"
-    augment_name = params.mlp.augment if is_mlp and raw_pixels else "none"  # flips only make sense on pixel rows
+    augment_name = section.augment if raw_pixels else "none"  # flips and shifts only make sense on pixel rows
     augment = augmentation(augment_name, image_shape)
     base_model = MLPConfig(
         input_dim=tensors["train"].shape[1],

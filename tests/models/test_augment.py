@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models.augment import augmentation, horizontal_flip
+from models.augment import augmentation, horizontal_flip, random_shift
 
 
 def test_flip_mirrors_about_half_the_rows_and_keeps_the_others():
@@ -24,3 +24,28 @@ def test_none_means_no_augmentation_and_unknown_names_are_refused():
     assert augmentation("none", (4, 4, 3)) is None
     with pytest.raises(ValueError, match="augment must be one of"):
         augmentation("rotate", (4, 4, 3))
+
+
+def test_shift_moves_each_image_within_the_range_and_fills_with_zero():
+    images = torch.arange(1, 1 + 40 * 6 * 7 * 3, dtype=torch.float32).reshape(40, 6, 7, 3)
+    out = random_shift((6, 7, 3), pixels=2)(images.reshape(40, -1), torch.Generator().manual_seed(1)).reshape(40, 6, 7, 3)
+    moves = set()
+    for original, moved in zip(images, out):
+        # find the (dy, dx) that explains the output: moved[y, x] = original[y + dy, x + dx] where inside
+        matches = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if torch.equal(moved, torch.nn.functional.pad(original, (0, 0, 2, 2, 2, 2))[2 + dy : 8 + dy, 2 + dx : 9 + dx])
+        ]
+        assert len(matches) == 1
+        moves.add(matches[0])
+    assert len(moves) > 10  # the offsets vary from image to image
+
+
+def test_flip_and_shift_compose_and_are_seeded():
+    rows = torch.randn(16, 5 * 5 * 3)
+    both = augmentation("flip+shift", (5, 5, 3))
+    first = both(rows, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(first, both(rows, torch.Generator().manual_seed(2)))
+    assert first.shape == rows.shape and not torch.equal(first, rows)

@@ -51,6 +51,7 @@ def test_the_projects_params_load():
         ({"mlp__activation": "swish"}, "mlp.activation"),
         ({"mlp__dropout": 1.0}, "mlp.dropout"),
         ({"mlp__augment": "rotate"}, "mlp.augment"),
+        ({"linear__augment": "mirror"}, "linear.augment"),
         ({"mlp__batchnorm": "on"}, "mlp.batchnorm"),
         ({"data__on_bad_image": "ignore"}, "data.on_bad_image must be one of error, skip"),
         ({"linear__learning_rates": [0.01, 0.0]}, r"linear.learning_rates must be a non-empty list of values > 0"),
