@@ -27,12 +27,10 @@ class DataParams:
     shapes: dict = field(default_factory=dict)
 
     def check(self) -> None:
-        if self.name not in DATA_SOURCES:
-            raise ParamsError(f"data.name must be one of {', '.join(DATA_SOURCES)}; got {self.name!r}")
+        _check_choice("data.name", self.name, DATA_SOURCES)
         if self.name == "imagefolder" and not self.path:
             raise ParamsError("data.path must name a folder or archive of labelled images when data.name is imagefolder")
-        if self.on_bad_image not in ON_BAD_IMAGE:
-            raise ParamsError(f"data.on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}; got {self.on_bad_image!r}")
+        _check_choice("data.on_bad_image", self.on_bad_image, ON_BAD_IMAGE)
         if self.image_size < 8:
             raise ParamsError(f"data.image_size must be >= 8; got {self.image_size}")
         for name in ("val_fraction", "test_fraction"):
@@ -155,6 +153,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return params
 
 
+def _check_choice(key: str, value, options) -> None:
+    """Refuse a setting outside its allowed values, naming the key and every allowed value."""
+    if value not in options:
+        raise ParamsError(f"{key} must be one of {', '.join(options)}; got {value!r}")
+
+
 def _is_int(value, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
@@ -182,14 +186,10 @@ def _check_training(section: TrainingParams, where: str) -> None:
     epochs = section.epoch_options
     if not epochs or not all(_is_int(value, 1) for value in epochs):
         raise ParamsError(f"{where}.epochs must be an integer >= 1 or a non-empty list of them; got {section.epochs!r}")
-    if section.optimizer not in OPTIMIZERS:
-        raise ParamsError(f"{where}.optimizer must be one of {', '.join(OPTIMIZERS)}; got {section.optimizer!r}")
-    if section.augment not in AUGMENTATIONS:
-        raise ParamsError(f"{where}.augment must be one of {', '.join(AUGMENTATIONS)}; got {section.augment!r}")
-    if section.precision not in PRECISIONS:
-        raise ParamsError(f"{where}.precision must be one of {', '.join(PRECISIONS)}; got {section.precision!r}")
-    if section.search not in SEARCH_METHODS:
-        raise ParamsError(f"{where}.search must be one of {', '.join(SEARCH_METHODS)}; got {section.search!r}")
+    _check_choice(f"{where}.optimizer", section.optimizer, OPTIMIZERS)
+    _check_choice(f"{where}.augment", section.augment, AUGMENTATIONS)
+    _check_choice(f"{where}.precision", section.precision, PRECISIONS)
+    _check_choice(f"{where}.search", section.search, SEARCH_METHODS)
     if not _is_int(section.budget, 1):
         raise ParamsError(f"{where}.budget must be an integer >= 1 (trials); got {section.budget!r}")
     if not _is_int(section.patience, 0):
@@ -212,8 +212,7 @@ def check_mlp(section: MLPParams) -> None:
     for option in section.hidden_size_options:
         if not all(_is_int(size, 1) for size in option):
             raise ParamsError(f"mlp.hidden_sizes must be a list of integers >= 1, or a list of such lists; got {section.hidden_sizes!r}")
-    if section.activation not in ACTIVATIONS:
-        raise ParamsError(f"mlp.activation must be one of {', '.join(ACTIVATIONS)}; got {section.activation!r}")
+    _check_choice("mlp.activation", section.activation, ACTIVATIONS)
     if not 0 <= section.dropout < 1:
         raise ParamsError(f"mlp.dropout must be in [0, 1); got {section.dropout!r}")
     if section.loss not in ("svm", "softmax"):
