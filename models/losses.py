@@ -15,6 +15,16 @@ def svm_loss(scores: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) ->
     return margins.sum(1).mean()
 
 
+def squared_hinge_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """One-vs-rest L2-SVM: mean over examples of sum_j max(0, 1 - t_j s_j)^2, t_y = +1, t_j = -1 otherwise.
+
+    The linear SVM of Coates, Lee & Ng (2011) and the default of scikit-learn's LinearSVC: each class
+    its own binary SVM, the squared hinge smooth enough for SGD to converge on thousands of features.
+    """
+    targets = torch.full_like(scores, -1.0).scatter_(1, labels[:, None], 1.0)
+    return (1 - targets * scores).clamp(min=0).square().sum(1).mean()
+
+
 def softmax_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the softmax: mean of log(sum_j exp s_j) - s_y, computed stably."""
     return (torch.logsumexp(scores, 1) - scores.gather(1, labels[:, None]).squeeze(1)).mean()
@@ -44,4 +54,4 @@ def add_penalty_gradient(gradient: torch.Tensor, weight: torch.Tensor, kind: str
         raise ValueError(f"regularization must be 'l2' or 'l1'; got {kind!r}")
 
 
-LOSSES = {"svm": svm_loss, "softmax": softmax_loss}
+LOSSES = {"svm": svm_loss, "squared_hinge": squared_hinge_loss, "softmax": softmax_loss}

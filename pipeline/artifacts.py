@@ -8,6 +8,7 @@ import numpy as np
 from pipeline.io import load_arrays, read_json
 
 SPLITS = ("train", "val", "test")
+MIRRORED_SPLITS = ("train", "val")  # extract.mirror adds these splits' left-right mirrored images as `{split}_mirrored`
 PREPARED_DIR = Path("data/prepared")
 FEATURES_DIR = Path("data/features")
 TRAIN_RESULTS_DIR = Path("results/train")
@@ -35,15 +36,26 @@ def load_prepared(prepared_dir: Path = PREPARED_DIR) -> tuple[dict, dict[str, di
     return read_json(prepared_dir / "meta.json"), {split: load_arrays(prepared_dir / f"{split}.npz") for split in SPLITS}
 
 
+def mirrored(split: str) -> str:
+    """The features.npz key of a split's mirrored images."""
+    return f"{split}_mirrored"
+
+
 def load_feature_set(members: list[str]) -> dict[str, np.ndarray]:
-    """{split: (n, sum of member dims) float32}, members' features concatenated in the given order."""
+    """{split: (n, sum of member dims) float32}, members' features concatenated in the given order.
+
+    The mirrored train and val rows come too when every member has them (`extract.mirror`).
+    """
     per_member = []
     for member in members:
         path = feature_dir(member) / "features.npz"
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing; run `dvc repro extract@{member}` first")
         per_member.append(load_arrays(path))
-    return {split: np.concatenate([arrays[split] for arrays in per_member], axis=1) for split in SPLITS}
+    keys = list(SPLITS)
+    if all(mirrored(split) in arrays for arrays in per_member for split in MIRRORED_SPLITS):
+        keys += [mirrored(split) for split in MIRRORED_SPLITS]
+    return {key: np.concatenate([arrays[key] for arrays in per_member], axis=1) for key in keys}
 
 
 def extract_seconds(members: list[str]) -> float:

@@ -8,7 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from features import get_extractor
-from pipeline.artifacts import EXTRACT_METRICS_DIR, PREVIEW_NAME, SPLITS, feature_dir, load_prepared
+from pipeline.artifacts import EXTRACT_METRICS_DIR, MIRRORED_SPLITS, PREVIEW_NAME, SPLITS, feature_dir, load_prepared, mirrored
 from pipeline.io import atomic_directory, save_arrays, write_json
 from pipeline.params import check_extractors, load_params
 from pipeline.stage import run_stage
@@ -50,13 +50,15 @@ def main() -> None:
     start = time.perf_counter()
     extractor.fit(splits["train"]["images"])
     fit_seconds = time.perf_counter() - start
+    work = {split: splits[split]["images"] for split in SPLITS}
+    if params.extract_mirror:  # training's `augment: flip` adds these rows: a mirrored cat is still a cat
+        work.update({mirrored(split): splits[split]["images"][:, :, ::-1] for split in MIRRORED_SPLITS})
     features, n_images, start = {}, 0, time.perf_counter()
-    for split in SPLITS:
-        images = splits[split]["images"]
-        features[split] = transform_in_batches(extractor, images, params.extract_batch_size, f"{args.name} {split}")
+    for key, images in work.items():
+        features[key] = transform_in_batches(extractor, images, params.extract_batch_size, f"{args.name} {key.replace('_', ' ')}")
         n_images += len(images)
-        if not np.isfinite(features[split]).all():
-            raise ValueError(f"extractor {args.name!r} produced NaN or infinite values on the {split} split")
+        if not np.isfinite(features[key]).all():
+            raise ValueError(f"extractor {args.name!r} produced NaN or infinite values on the {key.replace('_', ' ')} split")
     transform_seconds = time.perf_counter() - start
 
     state = {key: value for key, value in vars(extractor).items() if key.endswith("_") and isinstance(value, np.ndarray)}

@@ -1,7 +1,7 @@
 """One typed loader for params.yaml: every stage reads its section here, checked before any work starts."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import yaml
@@ -63,15 +63,27 @@ class TrainingParams:
     budget: int = 12
     refit: bool = True
     feature_sets: list[str] = field(default_factory=list)
+    overrides: dict = field(default_factory=dict)  # {feature set: {setting: value}}, e.g. more epochs for bovw
 
     @property
     def epoch_options(self) -> list[int]:
         return list(self.epochs) if isinstance(self.epochs, list) else [self.epochs]
 
+    def for_feature_set(self, feature_set: str) -> "TrainingParams":
+        """This section with a feature set's overrides applied: the settings its stages train with."""
+        return replace(self, overrides={}, **self.overrides.get(feature_set, {}))
+
+
+SVM_LOSSES = ("hinge", "squared_hinge")
+
 
 @dataclass
 class LinearParams(TrainingParams):
+    """svm_loss : "hinge" (the lecture's multiclass hinge, Weston & Watkins) or "squared_hinge" (one
+    binary L2-SVM per class, as Coates et al. 2011 and scikit-learn's LinearSVC train them)."""
+
     classifiers: list[str] = field(default_factory=lambda: ["svm", "softmax"])
+    svm_loss: str = "hinge"
 
 
 @dataclass
@@ -98,6 +110,7 @@ class Params:
     data: DataParams
     extractors: dict[str, dict]
     extract_batch_size: int
+    extract_mirror: bool
     linear: LinearParams
     mlp: MLPParams
 
@@ -128,12 +141,17 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.exists():
         raise ParamsError(f"{path} not found: run from the project root")
     raw = yaml.safe_load(path.read_text()) or {}
+    extract = raw.get("extract") or {}
+    unknown = sorted(set(extract) - {"batch_size", "mirror"})
+    if unknown:
+        raise ParamsError(f"unknown key(s) {', '.join(unknown)} in extract; allowed: batch_size, mirror")
     params = Params(
         seed=int(raw.get("seed", 0)),
         device=str(raw.get("device", "auto")),
         data=_build(DataParams, raw.get("data"), "data"),
         extractors={name: dict(value or {}) for name, value in (raw.get("extractors") or {}).items()},
-        extract_batch_size=int((raw.get("extract") or {}).get("batch_size", 1000)),
+        extract_batch_size=int(extract.get("batch_size", 1000)),
+        extract_mirror=extract.get("mirror", False),
         linear=_build(LinearParams, raw.get("linear"), "linear"),
         mlp=_build(MLPParams, raw.get("mlp"), "mlp"),
     )
@@ -145,11 +163,13 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"linear.classifiers must be among svm, softmax; got {', '.join(unknown)}")
     if params.extract_batch_size < 1:
         raise ParamsError(f"extract.batch_size must be an integer >= 1; got {params.extract_batch_size}")
-    check_mlp(params.mlp)  # first: the search grid's size counts its hidden_sizes options
+    if not isinstance(params.extract_mirror, bool):
+        raise ParamsError(f"extract.mirror must be true or false; got {params.extract_mirror!r}")
     for where, section in (("linear", params.linear), ("mlp", params.mlp)):
         for feature_set in section.feature_sets:
             params.feature_set_members(feature_set)
-        _check_training(section, where)
+        _check_section(section, where)
+        _check_overrides(section, where, params)
     return params
 
 
@@ -206,19 +226,49 @@ def _check_training(section: TrainingParams, where: str) -> None:
         )
 
 
-def check_mlp(section: MLPParams) -> None:
+def _check_overrides(section: TrainingParams, where: str, params: Params) -> None:
+    """Each override names a feature set and settings of its section, and leaves them in range.
+
+    The feature set need not be listed: trimming feature_sets (dvc exp run -S) keeps its overrides.
+    """
+    overridable = [f.name for f in fields(section) if f.name not in ("feature_sets", "overrides", "classifiers")]
+    if not isinstance(section.overrides, dict):
+        raise ParamsError(f"{where}.overrides must map feature sets to settings; got {section.overrides!r}")
+    for feature_set, settings in section.overrides.items():
+        try:
+            params.feature_set_members(str(feature_set))
+        except ParamsError as error:
+            raise ParamsError(f"{where}.overrides: {error}") from None
+        if not isinstance(settings, dict):
+            raise ParamsError(f"{where}.overrides.{feature_set} must map settings to values; got {settings!r}")
+        unknown = sorted(set(settings) - set(overridable))
+        if unknown:
+            raise ParamsError(f"unknown key(s) {', '.join(unknown)} in {where}.overrides.{feature_set}; allowed: {', '.join(overridable)}")
+        _check_section(section.for_feature_set(feature_set), f"{where}.overrides.{feature_set}")
+
+
+def _check_section(section: TrainingParams, where: str) -> None:
+    """Every setting of a `linear` or `mlp` section (or one feature set's overridden copy of it)."""
+    if isinstance(section, MLPParams):
+        check_mlp(section, where)  # first: the search grid's size counts its hidden_sizes options
+    else:
+        _check_choice(f"{where}.svm_loss", section.svm_loss, SVM_LOSSES)
+    _check_training(section, where)
+
+
+def check_mlp(section: MLPParams, where: str = "mlp") -> None:
     from models.mlp import ACTIVATIONS
 
     for option in section.hidden_size_options:
         if not all(_is_int(size, 1) for size in option):
-            raise ParamsError(f"mlp.hidden_sizes must be a list of integers >= 1, or a list of such lists; got {section.hidden_sizes!r}")
-    _check_choice("mlp.activation", section.activation, ACTIVATIONS)
+            raise ParamsError(f"{where}.hidden_sizes must be a list of integers >= 1, or a list of such lists; got {section.hidden_sizes!r}")
+    _check_choice(f"{where}.activation", section.activation, ACTIVATIONS)
     if not 0 <= section.dropout < 1:
-        raise ParamsError(f"mlp.dropout must be in [0, 1); got {section.dropout!r}")
+        raise ParamsError(f"{where}.dropout must be in [0, 1); got {section.dropout!r}")
     if section.loss not in ("svm", "softmax"):
-        raise ParamsError(f"mlp.loss must be svm or softmax; got {section.loss!r}")
+        raise ParamsError(f"{where}.loss must be svm or softmax; got {section.loss!r}")
     if not isinstance(section.batchnorm, bool):
-        raise ParamsError(f"mlp.batchnorm must be true or false; got {section.batchnorm!r}")
+        raise ParamsError(f"{where}.batchnorm must be true or false; got {section.batchnorm!r}")
 
 
 def check_extractors(params: Params, names: list[str] | None = None) -> dict[str, int]:

@@ -17,7 +17,7 @@ from models.mlp import MLPConfig, StandardizedClassifier
 from models.search import SearchSpace, candidates, refit, search
 from models.training import TrainConfig, channel_standardization, choose_device, evaluate, predict, standardization
 from pipeline import tracking
-from pipeline.artifacts import PREPARED_DIR, extract_seconds, feature_previews, load_feature_set, load_prepared, prepared_digest, train_dir
+from pipeline.artifacts import PREPARED_DIR, SPLITS, extract_seconds, feature_previews, load_feature_set, load_prepared, mirrored, prepared_digest, train_dir
 from pipeline.featurizer import save_featurizer
 from pipeline.io import atomic_path, write_json
 from pipeline.params import CLASSIFIERS, ParamsError, load_params
@@ -33,6 +33,28 @@ def write_csv(path, header: list[str], rows) -> None:
             writer.writerows(rows)
 
 
+def linear_loss(classifier: str, svm_loss: str) -> str:
+    """The models.losses name a linear classifier trains with: linear.svm_loss picks the SVM's."""
+    if classifier == "svm":
+        return "svm" if svm_loss == "hinge" else "squared_hinge"
+    return classifier
+
+
+def adds_mirrored_rows(requested: str, feature_set: str, features: dict) -> bool:
+    """Whether a feature set's flips are its mirrored rows: asked for (augment) and extracted (extract.mirror)."""
+    if "flip" not in requested.split("+"):
+        return False
+    if mirrored("train") not in features:
+        print(f"augment {requested}: {feature_set} has no mirrored rows (extract.mirror is false), so none are added")
+        return False
+    return True
+
+
+def with_mirrored_rows(tensors: dict, labels: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, labels) of a split followed by its mirrored rows, which have the same labels."""
+    return torch.cat([tensors[split], tensors[mirrored(split)]]), labels[split].repeat(2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__)
     parser.add_argument("classifier", choices=CLASSIFIERS)
@@ -45,6 +67,7 @@ def main() -> None:
     if args.feature_set not in section.feature_sets:
         raise ParamsError(f"feature set {args.feature_set!r} is not listed in {'mlp' if args.classifier == 'mlp' else 'linear'}.feature_sets")
     members = params.feature_set_members(args.feature_set)
+    section = section.for_feature_set(args.feature_set)
 
     meta, prepared = load_prepared()
     features = load_feature_set(members)
@@ -52,21 +75,27 @@ def main() -> None:
     raw_pixels = members == ["pixels"]
     # raw pixels share one mean and std per colour channel, so mirrored rows stay exactly standardized
     mean, std = channel_standardization(features["train"], image_shape) if raw_pixels else standardization(features["train"])
-    tensors = {split: torch.from_numpy((features[split] - mean) / std) for split in features}
+    # pixel rows are flipped and shifted batch by batch; other features flip by adding their mirrored rows
+    mirror_rows = not raw_pixels and adds_mirrored_rows(section.augment, args.feature_set, features)
+    augment_name = section.augment if raw_pixels else "flip" if mirror_rows else "none"
+    augment = augmentation(augment_name, image_shape) if raw_pixels else None
+    tensors = {key: torch.from_numpy((features[key] - mean) / std) for key in features if mirror_rows or key in SPLITS}
     labels = {split: torch.from_numpy(prepared[split]["labels"]) for split in prepared}
+    rows = {split: with_mirrored_rows(tensors, labels, split) if mirror_rows else (tensors[split], labels[split]) for split in ("train", "val")}
+    for key in [key for key in features if key not in SPLITS]:  # now in `rows`: gigabytes for bovw on CIFAR-10
+        del features[key]
+        tensors.pop(key, None)
     class_names = meta["class_names"]
     is_mlp = args.classifier == "mlp"
-    augment_name = section.augment if raw_pixels else "none"  # flips and shifts only make sense on pixel rows
-    augment = augmentation(augment_name, image_shape)
     base_model = MLPConfig(
         input_dim=tensors["train"].shape[1],
         n_classes=len(class_names),
-        activation=params.mlp.activation,
-        dropout=params.mlp.dropout if is_mlp else 0.0,
-        batchnorm=params.mlp.batchnorm if is_mlp else False,
+        activation=section.activation if is_mlp else params.mlp.activation,
+        dropout=section.dropout if is_mlp else 0.0,
+        batchnorm=section.batchnorm if is_mlp else False,
     )
     base = TrainConfig(
-        loss=params.mlp.loss if is_mlp else args.classifier,
+        loss=section.loss if is_mlp else linear_loss(args.classifier, section.svm_loss),
         optimizer=section.optimizer,
         regularization=section.regularization,
         batch_size=section.batch_size,
@@ -79,7 +108,7 @@ def main() -> None:
     space = SearchSpace(
         learning_rates=list(section.learning_rates),
         reg_strengths=list(section.reg_strengths),
-        hidden_sizes=params.mlp.hidden_size_options if is_mlp else [[]],
+        hidden_sizes=section.hidden_size_options if is_mlp else [[]],
         epochs=section.epoch_options,
     )
     device = choose_device(params.device)
@@ -100,20 +129,14 @@ def main() -> None:
     with tracking.training_run(dataset=meta["dataset"], run_name=f"{args.classifier}-{args.feature_set}", tags=run_tags, params=run_params, data=data) as run:
         start = time.perf_counter()
         configs = candidates(space, base, base_model, section.search, section.budget, params.seed)
-        best, trials = search(configs, tensors["train"], labels["train"], tensors["val"], labels["val"], device, augment=augment)
+        best, trials = search(configs, *rows["train"], tensors["val"], labels["val"], device, augment=augment)
         search_seconds = time.perf_counter() - start
         tracking.log_trials(trials)
         for record in best.history:
             tracking.log_epoch(record)
         model = best.model
         if section.refit:
-            model, _ = refit(
-                best,
-                torch.cat([tensors["train"], tensors["val"]]),
-                torch.cat([labels["train"], labels["val"]]),
-                device,
-                augment=augment,
-            )
+            model, _ = refit(best, torch.cat([rows["train"][0], rows["val"][0]]), torch.cat([rows["train"][1], rows["val"][1]]), device, augment=augment)
         train_seconds = time.perf_counter() - start
         model = model.cpu()
         test_predictions = predict(model, tensors["test"]).numpy()

@@ -6,13 +6,20 @@ import math
 import pytest
 import torch
 
-from models.losses import add_penalty_gradient, softmax_loss, svm_loss, weight_penalty
+from models.losses import add_penalty_gradient, softmax_loss, squared_hinge_loss, svm_loss, weight_penalty
 
 
 def naive_svm_loss(scores, labels, margin=1.0):
     total = 0.0
     for row, label in zip(scores.tolist(), labels.tolist()):
         total += sum(max(0.0, row[j] - row[label] + margin) for j in range(len(row)) if j != label)
+    return total / len(labels)
+
+
+def naive_squared_hinge_loss(scores, labels):
+    total = 0.0
+    for row, label in zip(scores.tolist(), labels.tolist()):
+        total += sum(max(0.0, 1 - (1 if j == label else -1) * s) ** 2 for j, s in enumerate(row))
     return total / len(labels)
 
 
@@ -41,6 +48,18 @@ def test_softmax_loss_matches_the_naive_loop(batch):
     assert softmax_loss(scores, labels).item() == pytest.approx(naive_softmax_loss(scores, labels))
 
 
+def test_squared_hinge_loss_matches_the_naive_loop(batch):
+    scores, labels = batch
+    assert squared_hinge_loss(scores, labels).item() == pytest.approx(naive_squared_hinge_loss(scores, labels))
+
+
+def test_squared_hinge_loss_is_zero_when_each_class_is_on_its_side_of_the_margin():
+    scores = torch.tensor([[1.0, -1.0, -3.0], [-2.0, 1.5, -1.0]])
+    assert squared_hinge_loss(scores, torch.tensor([0, 1])).item() == 0.0
+    # labelled 1, the first row misses two margins by 2 each: (2^2 + 2^2) / 2 rows
+    assert squared_hinge_loss(scores, torch.tensor([1, 1])).item() == pytest.approx(4.0)
+
+
 def test_softmax_loss_is_stable_for_huge_scores():
     scores = torch.tensor([[1000.0, 0.0, -1000.0]])
     assert softmax_loss(scores, torch.tensor([0])).item() == pytest.approx(0.0, abs=1e-6)
@@ -65,7 +84,7 @@ def test_svm_gradient_has_the_lecture_form(batch):
     torch.testing.assert_close(scores.grad, expected / len(labels))
 
 
-@pytest.mark.parametrize("loss", [svm_loss, softmax_loss])
+@pytest.mark.parametrize("loss", [svm_loss, squared_hinge_loss, softmax_loss])
 def test_gradients_match_numerical_differences(loss, batch):
     scores, labels = batch
     assert torch.autograd.gradcheck(lambda s: loss(s, labels), (scores.clone().requires_grad_(),))

@@ -21,7 +21,13 @@ PROJECT_FILES = ["pipeline", "features", "models", "experiments", "dvc.yaml", "p
 TINY = {
     "data": {"shapes": {"n_train": 300, "n_test": 100}},
     "extractors": {"bovw": {"n_clusters": 8, "n_patches": 2000}},
-    "linear": {"feature_sets": ["pixels", "bovw", "hog+color_hist"], "learning_rates": [0.01], "reg_strengths": [0.0001, 0.001], "epochs": 3},
+    "linear": {
+        "feature_sets": ["pixels", "bovw", "hog+color_hist"],
+        "learning_rates": [0.01],
+        "reg_strengths": [0.0001, 0.001],
+        "epochs": 3,
+        "overrides": {"bovw": {"epochs": 2, "learning_rates": [0.01]}},
+    },
     "mlp": {"feature_sets": ["pixels"], "hidden_sizes": [32], "epochs": 3},
 }
 

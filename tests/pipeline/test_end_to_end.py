@@ -43,7 +43,9 @@ def test_mlflow_holds_one_finished_run_per_training_stage_with_the_dvc_metrics(t
         assert mlflow_run.data.tags["dataset"] == "shapes"
         assert mlflow_run.data.tags["dvc_stage"].endswith(f"{classifier}-{feature_set}") or mlflow_run.data.tags["dvc_stage"].endswith(f"@{feature_set}")
         history = client.get_metric_history(mlflow_run.info.run_id, "epoch_val_accuracy")
-        assert [m.step for m in history] == list(range(1, params[("mlp" if classifier == "mlp" else "linear")]["epochs"] + 1))
+        section = params["mlp" if classifier == "mlp" else "linear"]
+        epochs = (section.get("overrides") or {}).get(feature_set, {}).get("epochs", section["epochs"])
+        assert [m.step for m in history] == list(range(1, epochs + 1))
         artifacts = {a.path for a in client.list_artifacts(mlflow_run.info.run_id)}
         assert {"confusion_matrix.png", "learning_curve.png", "featurizer"} <= artifacts
         [data_input] = mlflow_run.inputs.dataset_inputs
@@ -252,3 +254,23 @@ def test_every_run_shows_the_pictures_of_its_extractors(tiny_project):
         pictures = {a.path for member in members for a in client.list_artifacts(mlflow_run.info.run_id, f"features/{member}")}
         drawn = [member for member in members if (project / "data/features" / member / "preview.png").exists()]
         assert pictures == {f"features/{member}/preview.png" for member in drawn}
+
+
+def test_mirrored_images_are_extracted_and_feature_sets_train_on_them(tiny_project):
+    import mlflow
+    import numpy as np
+
+    project, params, _, _ = tiny_project
+    assert params["extract"]["mirror"] and "flip" in params["linear"]["augment"]
+    with np.load(project / "data/prepared/train.npz") as prepared, np.load(project / "data/features/pixels/features.npz") as pixels:
+        images = prepared["images"]
+        assert np.array_equal(pixels["train_mirrored"], images[:, :, ::-1].reshape(len(images), -1) / np.float32(255))
+        assert not np.array_equal(pixels["train_mirrored"], pixels["train"])
+    with np.load(project / "data/features/bovw/features.npz") as bovw, np.load(project / "data/prepared/val.npz") as val:
+        assert bovw["train_mirrored"].shape == bovw["train"].shape and len(bovw["val_mirrored"]) == len(val["labels"])
+        assert "test_mirrored" not in bovw.files  # the test split is scored as it is
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("featurebench/shapes")
+    augment = {(r.data.tags["classifier"], r.data.tags["feature_set"]): r.data.params["augment"] for r in stage_runs(client, experiment.experiment_id)}
+    assert augment[("svm", "bovw")] == augment[("softmax", "hog+color_hist")] == "flip"  # their mirrored rows
+    assert augment[("svm", "pixels")] == params["linear"]["augment"]  # pixel rows flip batch by batch

@@ -64,6 +64,17 @@ def test_the_projects_params_load():
         ({"mlp__dropout": 1.5}, r"mlp.dropout must be in \[0, 1\)"),
         ({"mlp__loss": "hinge"}, "mlp.loss must be svm or softmax"),
         ({"extract": {"batch_size": 0}}, "extract.batch_size must be an integer >= 1"),
+        ({"extract": {"mirror": "yes"}}, "extract.mirror must be true or false"),
+        ({"extract": {"flip": True}}, r"unknown key\(s\) flip in extract; allowed: batch_size, mirror"),
+        ({"linear__overrides": {"sift": {"epochs": 3}}}, "linear.overrides: feature set 'sift' names sift, not among the configured extractors"),
+        ({"linear__overrides": {"bovw": {"epoch": 3}}}, r"unknown key\(s\) epoch in linear.overrides.bovw; allowed: .*epochs"),
+        ({"linear__overrides": {"bovw": {"epochs": 0}}}, r"linear.overrides.bovw.epochs must be an integer >= 1"),
+        ({"mlp__overrides": {"pixels": {"augment": "rotate"}}}, "mlp.overrides.pixels.augment must be one of"),
+        ({"linear__overrides": {"bovw": 60}}, "linear.overrides.bovw must map settings to values"),
+        ({"linear__svm_loss": "squared"}, "linear.svm_loss must be one of hinge, squared_hinge"),
+        ({"linear__overrides": {"bovw": {"svm_loss": "l1"}}}, "linear.overrides.bovw.svm_loss must be one of"),
+        ({"mlp__overrides": {"pixels": {"dropout": 1.5}}}, r"mlp.overrides.pixels.dropout must be in \[0, 1\)"),
+        ({"mlp__overrides": {"pixels": {"svm_loss": "hinge"}}}, r"unknown key\(s\) svm_loss in mlp.overrides.pixels"),
     ],
 )
 def test_bad_params_are_refused_naming_the_parameter(tmp_path, changes, named):
@@ -82,6 +93,16 @@ def test_search_spaces_accept_one_value_or_a_list_to_search(tmp_path):
     assert params.mlp.epoch_options == [10, 20]
     one = load_params(write_params(tmp_path, mlp__hidden_sizes=[256, 128], mlp__epochs=7))
     assert one.mlp.hidden_size_options == [[256, 128]] and one.mlp.epoch_options == [7]
+
+
+def test_a_feature_sets_overrides_change_only_its_own_settings(tmp_path):
+    params = load_params(write_params(tmp_path, linear__epochs=15, linear__overrides={"bovw": {"epochs": 60, "learning_rates": [0.001]}}))
+    bovw, hog = params.linear.for_feature_set("bovw"), params.linear.for_feature_set("hog")
+    assert (bovw.epochs, bovw.learning_rates) == (60, [0.001])
+    assert (hog.epochs, hog.learning_rates) == (15, params.linear.learning_rates)
+    assert bovw.batch_size == params.linear.batch_size and bovw.overrides == {}
+    trimmed = load_params(write_params(tmp_path, linear__feature_sets=["hog"], linear__overrides={"bovw": {"epochs": 60}}))
+    assert trimmed.linear.for_feature_set("hog").epochs == trimmed.linear.epochs  # an unlisted set's overrides wait
 
 
 @pytest.mark.parametrize(
