@@ -66,7 +66,9 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     for name in ("feature_dim", "n_parameters", "n_trials"):  # counts; MLflow hands every metric back as a float
         table[name] = table[name].astype("Int64")
     for column in sorted(c for c in runs.columns if c.startswith("params.chosen.")):
-        table[column.removeprefix("params.chosen.")] = _numeric(runs[column])
+        values = _numeric(runs[column])
+        # a setting only some runs have (hidden_sizes: the MLPs) is blank for the others, not "nan"
+        table[column.removeprefix("params.chosen.")] = values if pd.api.types.is_numeric_dtype(values) else values.fillna("")
     for column in sorted(c for c in runs.columns if c.startswith(f"metrics.{PER_CLASS_PREFIX}")):
         table[column.removeprefix("metrics.")] = runs[column]
     table["run_id"] = runs["run_id"]

@@ -148,6 +148,9 @@ def remove(root: Path, name: str, built_in: tuple[str, ...]) -> list[Path]:
         sets = params[section]["feature_sets"]
         for feature_set in [s for s in sets if name in s.split("+")]:
             sets.remove(feature_set)
+        overrides = params[section].get("overrides") or {}
+        for feature_set in [s for s in overrides if name in str(s).split("+")]:
+            del overrides[feature_set]
     _dump_params(root, yaml, params)
     removed = []
     for path in (module, test):

@@ -130,6 +130,22 @@ def test_remove_asks_first_and_then_undoes_new(project):
     assert snapshot(project) == before
 
 
+def test_remove_takes_the_extractors_overrides_out_too(project):
+    featurebench(project, "extractor", "new", "mean_color")
+    params = project / "params.yaml"
+    marker = "  overrides:              # per feature set"
+    assert marker in params.read_text()
+    params.write_text(params.read_text().replace(marker, "  overrides:\n    mean_color: {epochs: 3}\n    hog+mean_color: {epochs: 4}\n" + marker.replace("overrides:", "#")))
+    assert featurebench(project, "extractor", "remove", "mean_color", "--yes").returncode == 0
+    import yaml
+
+    loaded = yaml.safe_load(params.read_text())
+    assert set(loaded["linear"]["overrides"]) == {"bovw"}
+    from pipeline.params import load_params
+
+    assert load_params(params).linear.for_feature_set("bovw").epochs == loaded["linear"]["overrides"]["bovw"]["epochs"]
+
+
 def test_remove_refuses_a_built_in(project):
     result = featurebench(project, "extractor", "remove", "hog", "--yes")
     assert result.returncode == 2 and "built-in" in result.stderr

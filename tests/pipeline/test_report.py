@@ -29,6 +29,7 @@ def search_runs_frame() -> pd.DataFrame:
             "metrics.test_accuracy.cat": [0.5, 0.4, 0.6, 0.7],
             "metrics.test_accuracy.dog": [0.7, 0.44, 0.56, 0.62],
             "params.chosen.learning_rate": [r[5] for r in rows],
+            "params.chosen.hidden_sizes": [None if r[0] != "mlp" else "[1024]" for r in rows],
         }
     )
 
@@ -39,6 +40,7 @@ def test_the_table_is_sorted_by_test_accuracy_with_counts_as_integers_and_chosen
     assert list(table.columns[: 2 + len(report.METRIC_COLUMNS)]) == ["classifier", "feature_set", *report.METRIC_COLUMNS]
     assert table["feature_dim"].dtype == "Int64" and table["learning_rate"].dtype == float
     assert {"test_accuracy.cat", "test_accuracy.dog", "run_id"} <= set(table.columns)
+    assert list(table["hidden_sizes"]) == ["[1024]", "", "[1024]", ""]  # blank for the linear models, not nan
 
 
 def test_the_best_of_each_family_is_the_top_linear_model_and_the_top_mlp():
