@@ -235,10 +235,12 @@ def _check_overrides(section: TrainingParams, where: str, params: Params) -> Non
     if not isinstance(section.overrides, dict):
         raise ParamsError(f"{where}.overrides must map feature sets to settings; got {section.overrides!r}")
     for feature_set, settings in section.overrides.items():
-        try:
-            params.feature_set_members(str(feature_set))
-        except ParamsError as error:
-            raise ParamsError(f"{where}.overrides: {error}") from None
+        missing = [member for member in str(feature_set).split("+") if member not in params.extractors]
+        if missing:
+            raise ParamsError(
+                f"{where}.overrides.{feature_set}: {', '.join(missing)} is not a configured extractor ({', '.join(params.extractors)}); "
+                f"remove the override or add the extractor under `extractors` in params.yaml"
+            )
         if not isinstance(settings, dict):
             raise ParamsError(f"{where}.overrides.{feature_set} must map settings to values; got {settings!r}")
         unknown = sorted(set(settings) - set(overridable))

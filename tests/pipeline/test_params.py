@@ -66,7 +66,7 @@ def test_the_projects_params_load():
         ({"extract": {"batch_size": 0}}, "extract.batch_size must be an integer >= 1"),
         ({"extract": {"mirror": "yes"}}, "extract.mirror must be true or false"),
         ({"extract": {"flip": True}}, r"unknown key\(s\) flip in extract; allowed: batch_size, mirror"),
-        ({"linear__overrides": {"sift": {"epochs": 3}}}, "linear.overrides: feature set 'sift' names sift, not among the configured extractors"),
+        ({"linear__overrides": {"sift": {"epochs": 3}}}, r"linear.overrides.sift: sift is not a configured extractor \(.*pixels.*\); remove the override or add the extractor"),
         ({"linear__overrides": {"bovw": {"epoch": 3}}}, r"unknown key\(s\) epoch in linear.overrides.bovw; allowed: .*epochs"),
         ({"linear__overrides": {"bovw": {"epochs": 0}}}, r"linear.overrides.bovw.epochs must be an integer >= 1"),
         ({"mlp__overrides": {"pixels": {"augment": "rotate"}}}, "mlp.overrides.pixels.augment must be one of"),

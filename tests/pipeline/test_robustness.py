@@ -29,6 +29,7 @@ def make_tiny_project(path: Path) -> tuple[Path, dict]:
     """A git + DVC repository holding the pipeline with TINY params and only the pixels extractor."""
     params = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
     params["extractors"] = {"pixels": {}}
+    params["linear"]["overrides"] = params["mlp"]["overrides"] = {}  # theirs name the extractors left out
     _, env = make_project(path, params)
     return path, env
 
