@@ -55,10 +55,11 @@ def main() -> None:
         work.update({mirrored(split): splits[split]["images"][:, :, ::-1] for split in MIRRORED_SPLITS})
     features, n_images, start = {}, 0, time.perf_counter()
     for key, images in work.items():
-        features[key] = transform_in_batches(extractor, images, params.extract_batch_size, f"{args.name} {key.replace('_', ' ')}")
+        split = key.replace("_", " ")  # "train mirrored"
+        features[key] = transform_in_batches(extractor, images, params.extract_batch_size, f"{args.name} {split}")
         n_images += len(images)
         if not np.isfinite(features[key]).all():
-            raise ValueError(f"extractor {args.name!r} produced NaN or infinite values on the {key.replace('_', ' ')} split")
+            raise ValueError(f"extractor {args.name!r} produced NaN or infinite values on the {split} split")
     transform_seconds = time.perf_counter() - start
 
     state = {key: value for key, value in vars(extractor).items() if key.endswith("_") and isinstance(value, np.ndarray)}
