@@ -41,17 +41,19 @@ def mirrored(split: str) -> str:
     return f"{split}_mirrored"
 
 
-def load_feature_set(members: list[str]) -> dict[str, np.ndarray]:
+def load_feature_set(members: list[str], mirrored_rows: bool = True) -> dict[str, np.ndarray]:
     """{split: (n, sum of member dims) float32}, members' features concatenated in the given order.
 
-    The mirrored train and val rows come too when every member has them (`extract.mirror`).
+    With `mirrored_rows`, the mirrored train and val rows come too when every member has them
+    (`extract.mirror`); without, they are not read (half a gigabyte for raw pixels on CIFAR-10).
     """
+    skip = () if mirrored_rows else tuple(mirrored(split) for split in MIRRORED_SPLITS)
     per_member = []
     for member in members:
         path = feature_dir(member) / "features.npz"
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing; run `dvc repro extract@{member}` first")
-        per_member.append(load_arrays(path))
+        per_member.append(load_arrays(path, skip))
     keys = list(SPLITS)
     if all(mirrored(split) in arrays for arrays in per_member for split in MIRRORED_SPLITS):
         keys += [mirrored(split) for split in MIRRORED_SPLITS]

@@ -57,6 +57,7 @@ def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
             np.savez(handle, **arrays)
 
 
-def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
+def load_arrays(path: str | Path, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Every array of an .npz but those named in `skip`, which are never read from disk."""
     with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+        return {key: data[key] for key in data.files if key not in skip}

@@ -70,21 +70,21 @@ def main() -> None:
     section = section.for_feature_set(args.feature_set)
 
     meta, prepared = load_prepared()
-    features = load_feature_set(members)
-    image_shape = tuple(meta["image_shape"])
     raw_pixels = members == ["pixels"]
+    # pixel rows are flipped and shifted batch by batch; other features flip by adding their mirrored rows
+    features = load_feature_set(members, mirrored_rows=not raw_pixels and "flip" in section.augment.split("+"))
+    image_shape = tuple(meta["image_shape"])
     # raw pixels share one mean and std per colour channel, so mirrored rows stay exactly standardized
     mean, std = channel_standardization(features["train"], image_shape) if raw_pixels else standardization(features["train"])
-    # pixel rows are flipped and shifted batch by batch; other features flip by adding their mirrored rows
     mirror_rows = not raw_pixels and adds_mirrored_rows(section.augment, args.feature_set, features)
     augment_name = section.augment if raw_pixels else "flip" if mirror_rows else "none"
     augment = augmentation(augment_name, image_shape) if raw_pixels else None
-    tensors = {key: torch.from_numpy((features[key] - mean) / std) for key in features if mirror_rows or key in SPLITS}
+    tensors = {key: torch.from_numpy((features[key] - mean) / std) for key in features}
     labels = {split: torch.from_numpy(prepared[split]["labels"]) for split in prepared}
     rows = {split: with_mirrored_rows(tensors, labels, split) if mirror_rows else (tensors[split], labels[split]) for split in ("train", "val")}
     for key in [key for key in features if key not in SPLITS]:  # now in `rows`: gigabytes for bovw on CIFAR-10
         del features[key]
-        tensors.pop(key, None)
+        del tensors[key]
     class_names = meta["class_names"]
     is_mlp = args.classifier == "mlp"
     base_model = MLPConfig(

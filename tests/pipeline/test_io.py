@@ -43,3 +43,9 @@ def test_arrays_holding_pickled_objects_are_refused(tmp_path):
     np.savez(path, images=np.array([{"not": "an array"}], dtype=object))
     with pytest.raises(ValueError, match="allow_pickle=False"):
         load_arrays(path)
+
+
+def test_arrays_named_to_skip_are_left_out(tmp_path):
+    save_arrays(tmp_path / "x.npz", train=np.zeros((2, 3)), train_mirrored=np.ones((2, 3)))
+    assert set(load_arrays(tmp_path / "x.npz", skip=("train_mirrored",))) == {"train"}
+    assert set(load_arrays(tmp_path / "x.npz")) == {"train", "train_mirrored"}
