@@ -11,9 +11,9 @@ from tqdm import tqdm
 
 from models.losses import LOSSES, add_penalty_gradient
 from models.mlp import MLP
+from models.precision import PRECISIONS
 
 OPTIMIZERS = ("sgd", "nesterov", "adam")
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -23,7 +23,8 @@ class TrainConfig:
     optimizer : "sgd" (the lecture's momentum update), "nesterov" or "adam".
     patience : stop after this many epochs without a better validation accuracy (0: run every epoch).
     precision : "bf16" runs the forward and backward matrix products in bfloat16 (autocast; the weights,
-        their updates and the loss stay float32): about 1.7x faster on CPUs with AVX512-BF16 and on GPUs.
+        their updates and the loss stay float32): about 1.7x faster on CPUs with AVX512-BF16 and on GPUs,
+        30-40x slower on CPUs that emulate it (models.precision.resolve_precision chooses for "auto").
     """
 
     loss: str = "softmax"

@@ -57,7 +57,7 @@ class TrainingParams:
     momentum: float = 0.9
     lr_schedule: str = "cosine"
     patience: int = 0
-    precision: str = "fp32"
+    precision: str = "auto"
     augment: str = "none"
     search: str = "grid"
     budget: int = 12
@@ -201,7 +201,8 @@ def _check_training(section: TrainingParams, where: str) -> None:
         raise ParamsError(f"{where}.lr_schedule must be constant or cosine; got {section.lr_schedule!r}")
     from models.augment import AUGMENTATIONS
     from models.search import SEARCH_METHODS
-    from models.training import OPTIMIZERS, PRECISIONS
+    from models.precision import REQUESTABLE as PRECISIONS
+    from models.training import OPTIMIZERS
 
     epochs = section.epoch_options
     if not epochs or not all(_is_int(value, 1) for value in epochs):

@@ -14,6 +14,7 @@ import torch
 from models.augment import augmentation
 from models.figures import confusion_figure, confusion_matrix, learning_curve_figure, templates_figure
 from models.mlp import MLPConfig, StandardizedClassifier
+from models.precision import resolve_precision
 from models.search import SearchSpace, candidates, refit, search
 from models.training import TrainConfig, channel_standardization, choose_device, evaluate, predict, standardization
 from pipeline import tracking
@@ -102,7 +103,7 @@ def main() -> None:
         momentum=section.momentum,
         lr_schedule=section.lr_schedule,
         patience=section.patience,
-        precision=section.precision,
+        precision="fp32",  # resolved below, once the device is known
         seed=params.seed,
     )
     space = SearchSpace(
@@ -112,6 +113,8 @@ def main() -> None:
         epochs=section.epoch_options,
     )
     device = choose_device(params.device)
+    first_layer_width = (section.hidden_size_options[0][:1] if is_mlp else []) or [len(class_names)]
+    base.precision = resolve_precision(section.precision, device, section.batch_size, base_model.input_dim, first_layer_width[0])
     stage = args.stage or f"train@{args.classifier}-{args.feature_set}"
     run_tags = {"classifier": args.classifier, "feature_set": args.feature_set, "dvc_stage": stage}
     run_params = {
