@@ -107,6 +107,7 @@ class MLPParams(TrainingParams):
 class Params:
     seed: int
     device: str
+    engine: str
     data: DataParams
     extractors: dict[str, dict]
     extract_batch_size: int
@@ -148,6 +149,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     params = Params(
         seed=int(raw.get("seed", 0)),
         device=str(raw.get("device", "auto")),
+        engine=str(raw.get("engine", "local")),
         data=_build(DataParams, raw.get("data"), "data"),
         extractors={name: dict(value or {}) for name, value in (raw.get("extractors") or {}).items()},
         extract_batch_size=int(extract.get("batch_size", 1000)),
@@ -156,6 +158,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         mlp=_build(MLPParams, raw.get("mlp"), "mlp"),
     )
     params.data.check()
+    from pipeline.engine import ENGINES
+
+    _check_choice("engine", params.engine, ENGINES)
     if params.device not in ("auto", "cpu", "cuda"):
         raise ParamsError(f"device must be auto, cpu or cuda; got {params.device!r}")
     unknown = [c for c in params.linear.classifiers if c not in ("svm", "softmax")]
