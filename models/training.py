@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -224,20 +224,70 @@ def best_epoch(history: list[EpochRecord]) -> int:
     return max(history, key=lambda record: (record.val_accuracy, -record.epoch)).epoch
 
 
-def standardization(train: np.ndarray, epsilon: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) per column of the train features only; a constant column gets std epsilon, not 0."""
-    mean = train.mean(0, dtype=np.float64).astype(np.float32)
-    std = train.std(0, dtype=np.float64).astype(np.float32) + np.float32(epsilon)
-    return mean, std
+def fit_standardization(batches: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scale) per column, float32, from one streaming pass over (rows, d) batches of the train split.
 
-
-def channel_standardization(train: np.ndarray, image_shape: tuple[int, int, int], epsilon: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) of each colour channel over all pixels of the train rows, tiled to the row length.
-
-    For raw-pixel rows: the same statistics at every position keep flips and shifts exact.
+    scikit-learn's StandardScaler semantics (its `partial_fit` algorithm, Chan, Golub & LeVeque's
+    pairwise update, in float64): scale is the population std, and 1 for a column indistinguishable from
+    a constant one, so a value a constant train column never took stays a modest number instead of
+    becoming (value - mean) / 1e-6. Constant means sklearn's `_is_constant_feature` bound, or a spread
+    below float32 resolution of the column's values (features are float32: such a spread is rounding).
+    The result depends on the rows and on how they are cut into batches only in the last float64 bits.
     """
-    channels = train.reshape(-1, image_shape[-1])
-    mean = channels.mean(0, dtype=np.float64)
-    std = channels.std(0, dtype=np.float64) + epsilon
+    count, mean, squares = 0, None, None
+    for batch in batches:
+        batch = np.asarray(batch)
+        if len(batch) == 0:
+            continue
+        batch_mean = batch.mean(0, dtype=np.float64)
+        batch_squares = np.square(batch - batch_mean).sum(0)  # float64: the batch's dtype is promoted
+        if mean is None:
+            count, mean, squares = len(batch), batch_mean, batch_squares
+            continue
+        total = count + len(batch)
+        delta = batch_mean - mean
+        mean = mean + delta * (len(batch) / total)
+        squares = squares + batch_squares + np.square(delta) * (count * len(batch) / total)
+        count = total
+    if mean is None:
+        raise ValueError("standardization needs at least one train row")
+    variance = squares / count
+    scale = np.sqrt(variance)
+    scale[constant_columns(variance, mean, count)] = 1.0
+    return mean.astype(np.float32), scale.astype(np.float32)
+
+
+def constant_columns(variance: np.ndarray, mean: np.ndarray, count: int) -> np.ndarray:
+    """Columns whose variance is rounding, not signal: scikit-learn's float64 bound, or below float32's."""
+    eps64 = np.finfo(np.float64).eps
+    sklearn_bound = count * eps64 * variance + (count * mean * eps64) ** 2
+    float32_resolution = (np.finfo(np.float32).eps * np.abs(mean)) ** 2
+    return (variance <= sklearn_bound) | (variance <= float32_resolution)
+
+
+def row_batches(rows: np.ndarray, batch_size: int = 4096) -> Iterator[np.ndarray]:
+    """Consecutive (batch_size, d) slices of an array or memmap: one read of a batch at a time."""
+    for start in range(0, len(rows), batch_size):
+        yield rows[start : start + batch_size]
+
+
+def fit_channel_standardization(batches: Iterable[np.ndarray], image_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scale) of each colour channel over all pixels of the train rows, tiled to the row length.
+
+    For raw-pixel rows (H * W * C per row): the same statistics at every position keep flips and shifts
+    exact. One streaming pass, with `fit_standardization`'s semantics per channel.
+    """
+    channels = image_shape[-1]
+    mean, scale = fit_standardization(batch.reshape(-1, channels) for batch in batches)
     positions = image_shape[0] * image_shape[1]
-    return np.tile(mean, positions).astype(np.float32), np.tile(std, positions).astype(np.float32)
+    return np.tile(mean, positions), np.tile(scale, positions)
+
+
+def standardization(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`fit_standardization` over an in-memory (n, d) array or a memmap, read a batch at a time."""
+    return fit_standardization(row_batches(train))
+
+
+def channel_standardization(train: np.ndarray, image_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """`fit_channel_standardization` over an in-memory (n, H * W * C) array or a memmap."""
+    return fit_channel_standardization(row_batches(train), image_shape)

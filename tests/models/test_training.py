@@ -13,7 +13,10 @@ from models.training import (
     channel_standardization,
     choose_device,
     evaluate,
+    fit_channel_standardization,
+    fit_standardization,
     nesterov_step,
+    row_batches,
     sgd_momentum_step,
     standardization,
     train,
@@ -112,6 +115,51 @@ def test_standardization_uses_train_statistics_and_survives_constant_columns():
     mean, std = standardization(train_features)
     np.testing.assert_allclose(mean, [2.0, 5.0])
     assert np.isfinite((train_features - mean) / std).all()
+
+
+def test_a_value_a_constant_train_column_never_took_stays_modest():
+    # issue #13: empty colour bins on train, filled on mirrored/val/test rows, became 1e5 and more
+    generator = np.random.default_rng(0)
+    train_features = generator.normal(0.3, 0.1, (500, 4)).astype(np.float32)
+    train_features[:, 1] = 0.0  # constant
+    train_features[:, 2] = (0.7 + generator.normal(0, 1e-9, 500)).astype(np.float32)  # near-constant: float32 rounding
+    train_features = train_features.astype(np.float64)
+    train_features[:, 3] = 0.7 + generator.normal(0, 1e-9, 500)  # float64 noise below float32 resolution
+    assert train_features[:, 3].std() > 0
+    mean, scale = fit_standardization(row_batches(train_features, 64))
+    np.testing.assert_array_equal(scale[1:], 1.0)
+    unseen = np.array([[0.3, 0.25, 0.9, 0.1]], np.float32)  # a mirrored or test row with values there
+    standardized = (unseen - mean) / scale
+    assert np.isfinite(standardized).all() and np.abs(standardized).max() < 2
+
+
+def test_standardization_equals_scikit_learn_standard_scaler():
+    from sklearn.preprocessing import StandardScaler
+
+    generator = np.random.default_rng(1)
+    features = (generator.normal(0, 1, (300, 6)) * [1, 10, 1e-3, 100, 0.5, 2] + [0, 5, 1, -50, 3, 1e3]).astype(np.float32)
+    features[:, 4] = 3.0
+    scaler = StandardScaler().fit(features)
+    mean, scale = standardization(features)
+    np.testing.assert_allclose(mean, scaler.mean_, rtol=1e-6)
+    np.testing.assert_allclose(scale, scaler.scale_, rtol=1e-5)
+
+
+def test_streaming_standardization_equals_one_pass_over_the_whole_array():
+    features = np.random.default_rng(2).uniform(-3, 8, (1000, 5)).astype(np.float32)
+    whole = fit_standardization([features])
+    for batch_size in (1, 7, 333, 1000):
+        streamed = fit_standardization(row_batches(features, batch_size))
+        np.testing.assert_allclose(streamed[0], whole[0], rtol=1e-6)
+        np.testing.assert_allclose(streamed[1], whole[1], rtol=1e-6)
+
+
+def test_channel_standardization_gives_a_constant_channel_scale_one():
+    images = np.random.default_rng(3).uniform(0, 1, (10, 2, 2, 3)).astype(np.float32)
+    images[..., 2] = 0.5
+    mean, scale = fit_channel_standardization(row_batches(images.reshape(10, -1), 3), (2, 2, 3))
+    np.testing.assert_array_equal(scale.reshape(4, 3)[:, 2], 1.0)
+    np.testing.assert_allclose(mean.reshape(4, 3)[:, 2], 0.5)
 
 
 @pytest.mark.parametrize("bad", [dict(learning_rate=-1.0), dict(reg_strength=-0.1), dict(loss="hinge"), dict(momentum=1.0), dict(epochs=0), dict(precision="fp16")])
