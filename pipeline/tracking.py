@@ -343,6 +343,19 @@ def training_run(*, dataset: str, run_name: str, tags: dict, params: dict, data:
         _close_parent(parent_id, failed)
 
 
+def log_failed(metrics: dict) -> None:
+    """End the active stage run FAILED, holding the dict its metrics.json holds: numbers as metrics, text as tags.
+
+    For a stage that could not train (`{"status": "failed", "reason": ...}`): the report reads the
+    reason back from the tag, as it reads a trained stage's accuracy from the metric.
+    """
+    import mlflow
+
+    mlflow.log_metrics({key: value for key, value in metrics.items() if isinstance(value, (int, float)) and not isinstance(value, bool)})
+    mlflow.set_tags({key: value for key, value in metrics.items() if isinstance(value, str)})
+    mlflow.end_run("FAILED")
+
+
 def log_epoch(record) -> None:
     """Per-epoch curves, step = epoch number."""
     import mlflow

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import asdict
 
@@ -16,7 +18,7 @@ from models.figures import confusion_figure, confusion_matrix, learning_curve_fi
 from models.mlp import MLPConfig, StandardizedClassifier
 from models.precision import resolve_precision
 from models.search import SearchSpace, candidates, refit, search
-from models.training import TrainConfig, channel_standardization, choose_device, evaluate, predict, standardization
+from models.training import TrainConfig, TrainingFailed, channel_standardization, choose_device, evaluate, predict, standardization
 from pipeline import tracking
 from pipeline.artifacts import PREPARED_DIR, SPLITS, extract_seconds, feature_previews, load_feature_set, load_prepared, mirrored, prepared_digest, train_dir
 from pipeline.featurizer import save_featurizer
@@ -24,6 +26,9 @@ from pipeline.io import atomic_path, write_json
 from pipeline.params import CLASSIFIERS, ParamsError, load_params
 from pipeline.scores import per_class_accuracy
 from pipeline.stage import run_stage
+
+LEARNING_CURVE_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_accuracy"]
+PREDICTION_COLUMNS = ["index", "actual", "predicted"]  # index: the image's row in data/prepared/test.npz
 
 
 def write_csv(path, header: list[str], rows) -> None:
@@ -54,6 +59,27 @@ def adds_mirrored_rows(requested: str, feature_set: str, features: dict) -> bool
 def with_mirrored_rows(tensors: dict, labels: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows, labels) of a split followed by its mirrored rows, which have the same labels."""
     return torch.cat([tensors[split], tensors[mirrored(split)]]), labels[split].repeat(2)
+
+
+@contextmanager
+def failure_recorded(stage: str, classifier: str, feature_set: str, run, dataset: str):
+    """A TrainingFailed inside ends the stage as failed, not as an error: the MLflow run FAILED with the
+    reason, outputs that say so (metrics.json {"status": "failed", "reason": ...}, empty curves), one line
+    on stderr, and exit status 0, so `dvc repro` goes on with the other stages and the report lists this one.
+    """
+    try:
+        yield
+    except TrainingFailed as failure:
+        metrics = {"status": "failed", "reason": str(failure)}
+        tracking.log_failed(metrics)
+        out = train_dir(classifier, feature_set)
+        write_csv(out / "learning_curve.csv", LEARNING_CURVE_COLUMNS, [])
+        write_csv(out / "predictions.csv", PREDICTION_COLUMNS, [])
+        write_json(out / "chosen.json", {})
+        write_json(out / "run.json", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "dataset": dataset})
+        write_json(out / "metrics.json", metrics)
+        print(f"featurebench train: {stage} failed (the other stages go on): {failure}", file=sys.stderr)
+        raise SystemExit(0) from None
 
 
 def main() -> None:
@@ -129,10 +155,13 @@ def main() -> None:
     data = tracking.DataInput(
         meta["dataset"], prepared_digest(), str(PREPARED_DIR.resolve()), prepared["train"]["images"], prepared["train"]["labels"]
     )
-    with tracking.training_run(dataset=meta["dataset"], run_name=f"{args.classifier}-{args.feature_set}", tags=run_tags, params=run_params, data=data) as run:
+    with (
+        tracking.training_run(dataset=meta["dataset"], run_name=f"{args.classifier}-{args.feature_set}", tags=run_tags, params=run_params, data=data) as run,
+        failure_recorded(stage, args.classifier, args.feature_set, run, meta["dataset"]),
+    ):
         start = time.perf_counter()
         configs = candidates(space, base, base_model, section.search, section.budget, params.seed)
-        best, trials = search(configs, *rows["train"], tensors["val"], labels["val"], device, augment=augment)
+        best, trials = search(configs, *rows["train"], tensors["val"], labels["val"], device, augment=augment, class_names=class_names)
         search_seconds = time.perf_counter() - start
         tracking.log_trials(trials)
         for record in best.history:
@@ -167,12 +196,12 @@ def main() -> None:
         out = train_dir(args.classifier, args.feature_set)
         write_csv(
             out / "learning_curve.csv",
-            ["epoch", "train_loss", "train_accuracy", "val_accuracy"],
+            LEARNING_CURVE_COLUMNS,
             [(r.epoch, round(r.train_loss, 5), round(r.train_accuracy, 4), round(r.val_accuracy, 4)) for r in best.history],
         )
         write_csv(
             out / "predictions.csv",
-            ["index", "actual", "predicted"],  # index: the image's row in data/prepared/test.npz
+            PREDICTION_COLUMNS,
             zip(range(len(test_predictions)), np.asarray(class_names)[labels["test"].numpy()], np.asarray(class_names)[test_predictions]),
         )
         figures = {"confusion_matrix.png": confusion_figure(matrix, class_names, title), "learning_curve.png": learning_curve_figure(best.history, title)}
