@@ -26,7 +26,9 @@ def experiment_overrides(name: str) -> list[str]:
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))) or "none"
         raise SystemExit(f"featurebench run: no experiment {name!r} in {EXPERIMENTS_DIR}/ (known: {known})")
-    overrides = yaml.safe_load(path.read_text()) or {}
+    from pipeline.params import read_yaml
+
+    overrides = read_yaml(path) or {}
     return [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}" for key, value in tracking.flatten(overrides).items()]
 
 

@@ -103,6 +103,40 @@ def ensure_experiment(name: str, artifact_location: str | None):
     return experiment
 
 
+class StoreError(RuntimeError):
+    """The MLflow store cannot be written (a read-only file, folder or URI); the message names it and the fix."""
+
+
+READ_ONLY_SIGNS = ("readonly database", "read-only file system", "unable to open database file")
+
+
+@contextmanager
+def writable_store(uri: str):
+    """Turn MLflow's failure to write `uri` (a 70-frame SQLAlchemy traceback) into one StoreError line."""
+    try:
+        yield
+    except Exception as error:
+        reason = _read_only_reason(error)
+        if reason is None:
+            raise
+        raise StoreError(
+            f"the MLflow store {uri} is read-only ({reason}); make the file and its folder writable, "
+            "or set MLFLOW_TRACKING_URI to a store you can write"
+        ) from None
+
+
+def _read_only_reason(error: BaseException) -> str | None:
+    """The line of `error` (or of an error it wraps) that says the store is read-only, else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        for line in str(error).splitlines():
+            if any(sign in line.lower() for sign in READ_ONLY_SIGNS):
+                return line.strip().removeprefix("(sqlite3.OperationalError) ")
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def create_store_once(uri: str) -> None:
     """Create a fresh SQLite store's tables while holding a lock, so parallel stages cannot race.
 
@@ -165,9 +199,21 @@ def connect(dataset: str):
 
     # decided before set_tracking_uri, which exports MLFLOW_TRACKING_URI itself
     own_store = not os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(tracking_uri())
-    create_store_once(tracking_uri())
-    return ensure_experiment(experiment_name(dataset), (project_root() / "mlruns").as_uri() if own_store else None)
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    with writable_store(uri):  # its tag writes are the stage's first: a read-only store stops it here
+        create_store_once(uri)
+        return ensure_experiment(experiment_name(dataset), (project_root() / "mlruns").as_uri() if own_store else None)
+
+
+def find_experiment(dataset: str):
+    """The data set's experiment in the project's store, or None; only reads, so a read-only store will do."""
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    with writable_store(uri):  # a store that does not exist yet is created, which a read-only folder refuses
+        return mlflow.MlflowClient().get_experiment_by_name(experiment_name(dataset))
 
 
 # --- run groups: one parent run per `dvc repro` / `dvc exp run` -------------------------------------
@@ -444,7 +490,9 @@ def read_runs(dataset: str, run_ids: list[str]):
     """pandas DataFrame (mlflow.search_runs) of exactly these runs; a missing run is a FileNotFoundError."""
     import mlflow
 
-    experiment = connect(dataset)
+    experiment = find_experiment(dataset)  # reading writes nothing: `featurebench compare` works on a read-only store
+    if experiment is None:
+        raise FileNotFoundError(f"the MLflow store {tracking_uri()} has no experiment {experiment_name(dataset)}; run `dvc repro --force` to log the runs again")
     frame = mlflow.search_runs(
         [experiment.experiment_id],
         filter_string="attributes.run_id IN ({})".format(", ".join(f"'{run_id}'" for run_id in run_ids)),

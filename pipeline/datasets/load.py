@@ -51,15 +51,37 @@ def resized(raw: RawDataset, image_size: int) -> RawDataset:
     return RawDataset(raw.class_names, resize(raw.train), resize(raw.test), raw.source, raw.checksum, raw.skipped)
 
 
+GENERIC_FOLDER_NAMES = {
+    "data", "dataset", "datasets", "images", "image", "imgs", "img", "photos", "pictures", "pics",
+    "train", "training", "all", "raw", "files", "samples", "classes",
+}
+
+
 def dataset_label(data) -> str:
-    """The name runs are grouped under: shapes, cifar10, or the image folder's own name."""
+    """The name runs are grouped under (the MLflow experiment featurebench/<label>): data.label if set,
+    else shapes, cifar10, or the image folder's own name without an archive suffix. A generic name
+    says nothing ("sign-digits/Dataset" would be "Dataset"), so the folders above it join until one is
+    not generic: "sign-digits-dataset"; "photos/2024/train.zip" -> "2024-train".
+    """
+    if getattr(data, "label", None):
+        return data.label
     if data.name != "imagefolder":
         return data.name
-    name = Path(data.path).name
-    for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    parts = []
+    for folder in [Path(data.path).expanduser(), *Path(data.path).expanduser().parents]:
+        name = folder.name
+        for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
+            if name.lower().endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        if not name or name in (".", ".."):
+            break
+        parts.insert(0, name)
+        if name.lower() not in GENERIC_FOLDER_NAMES:
+            break
+    if len(parts) > 1:
+        return "-".join(part.lower() if part.lower() in GENERIC_FOLDER_NAMES else part for part in parts)
+    return parts[0] if parts else Path(data.path).resolve().name
 
 
 def stratified_split(images: ImageSet, fraction: float, seed: int, what: str) -> tuple[ImageSet, ImageSet]:
