@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 
 from pipeline.artifacts import train_dir  # noqa: E402
 from pipeline.io import read_json  # noqa: E402
-from pipeline.scores import PER_CLASS_PREFIX, metric_name  # noqa: E402
+from pipeline.scores import PER_CLASS_PREFIX, metric_names  # noqa: E402
 
 METRIC_COLUMNS = [
     "test_accuracy", "val_accuracy", "train_accuracy", "feature_dim", "n_parameters", "extract_seconds", "train_seconds", "search_seconds", "n_trials",
@@ -125,7 +125,7 @@ def accuracy_vs_feature_dim_figure(table: pd.DataFrame, dataset: str):
 
 def per_class_accuracy_figure(best: pd.DataFrame, class_names: list[str], dataset: str):
     """Heat map: one row per family's best model, one column per class, test accuracy in the cells."""
-    values = np.array([[row.get(metric_name(name), np.nan) for name in class_names] for _, row in best.iterrows()], dtype=float)
+    values = np.array([[row.get(key, np.nan) for key in metric_names(class_names)] for _, row in best.iterrows()], dtype=float)
     labels = [f"{row['classifier']} on {row['feature_set']}" for _, row in best.iterrows()]
     figure, axes = plt.subplots(figsize=(1.6 + 0.75 * len(class_names), 1.4 + 0.6 * len(labels)))
     image = axes.imshow(values, cmap="viridis", vmin=0, vmax=1, aspect="auto")
