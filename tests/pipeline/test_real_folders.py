@@ -75,7 +75,8 @@ def photo_project(tmp_path_factory):
     params, env = make_project(project, deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), changes))
     first = run(["dvc", "repro"], project, env)
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name(f"featurebench/{folder.name}")
+    some_stage = next((project / "results/train").iterdir())
+    experiment = client.get_experiment(json.loads((some_stage / "run.json").read_text())["experiment_id"])
     statuses = {run.data.tags["dvc_stage"]: run.info.status for run in stage_runs(client, experiment.experiment_id)}
     report = (project / "reports/comparison.md").read_text()
     return project, params, env, client, experiment, first, statuses, report
