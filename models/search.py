@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
+import numpy as np
 import torch
 
 from models.mlp import MLP, MLPConfig
@@ -122,17 +123,17 @@ def _trials(configs, data, device, augment, progress, learning_rate_divisor: int
 def diagnose(features: torch.Tensor, labels: torch.Tensor, n_classes: int, class_names: list[str] | None = None) -> list[tuple[str, str]]:
     """(cause, fix) of each problem in standardized training data that no learning rate gets past.
 
-    features : (n, d) float32, standardized; labels : (n,) int64. Looks for values that are NaN or
-    infinite, values beyond HUGE_FEATURE (columns with almost no spread on the train split, divided by
-    a tiny standard deviation) and classes without a training row. Read in chunks: no copy of `features`.
+    features : (n, d) float32, standardized: a tensor, or a row source (anything with len() and
+    rows(indices)); labels : (n,) int64. Looks for values that are NaN or infinite, values beyond
+    HUGE_FEATURE (columns with almost no spread on the train split, divided by a tiny standard
+    deviation) and classes without a training row. Read in chunks: no copy of `features`.
     """
-    non_finite = torch.zeros(features.shape[1], dtype=torch.int64)
-    largest = torch.zeros(features.shape[1])
-    for start in range(0, len(features), 4096):
-        chunk = features[start : start + 4096].cpu()
+    non_finite, largest = torch.zeros(0, dtype=torch.int64), torch.zeros(0)
+    for chunk in _row_chunks(features):
         finite = torch.isfinite(chunk)
-        non_finite += (~finite).sum(0)
-        largest = torch.maximum(largest, torch.where(finite, chunk.abs(), torch.zeros(())).amax(0))
+        non_finite = non_finite + (~finite).sum(0) if len(non_finite) else (~finite).sum(0)
+        size = torch.where(finite, chunk.abs(), torch.zeros(())).amax(0)
+        largest = torch.maximum(largest, size) if len(largest) else size
     problems = []
     if non_finite.any():
         columns = torch.nonzero(non_finite).flatten().tolist()
@@ -158,6 +159,15 @@ def diagnose(features: torch.Tensor, labels: torch.Tensor, n_classes: int, class
         names = ", ".join(repr(name) for name in empty)
         problems.append((f"class {names} has no training rows" if len(empty) == 1 else f"classes {names} have no training rows", "add images to their folders, or remove the folders"))
     return problems
+
+
+def _row_chunks(features, size: int = 4096):
+    """(<= size, d) float32 CPU tensors of `features`: a tensor, or a row source read with rows(indices)."""
+    for start in range(0, len(features), size):
+        if isinstance(features, torch.Tensor):
+            yield features[start : start + size].cpu().float()
+        else:
+            yield torch.as_tensor(features.rows(np.arange(start, min(start + size, len(features))))).cpu().float()
 
 
 def _count(n: int, thing: str) -> str:
