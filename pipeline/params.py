@@ -373,6 +373,7 @@ def _shown(value) -> str:
 
 
 def _worded(error: ValidationError, model: type[BaseModel], data: dict, where: str, file_name: str) -> str:
+    """pydantic's first error as one line: "KEY must be WHAT IT SAYS; got VALUE", or a rule's own words."""
     errors = error.errors(include_url=False)
     first = errors[0]
     loc = first["loc"]
@@ -384,40 +385,37 @@ def _worded(error: ValidationError, model: type[BaseModel], data: dict, where: s
     if first["type"] == "extra_forbidden":
         parent = loc[:-1]
         unknown = sorted(str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == parent)
-        allowed = sorted(_model_at(model, parent).model_fields)
+        path, _, field = _setting_at(model, parent)
+        allowed = sorted((field.annotation if field else model).model_fields)
         return f"unknown key(s) {', '.join(unknown)} in {_join(where, *parent) or file_name}; allowed: {', '.join(allowed)}"
-    # the setting the error is under: nested sections are walked, a setting's own items are not
-    current, path = model, []
-    for part in loc:
-        field = current.model_fields.get(part) if isinstance(part, str) else None
-        if field is None:
-            break
-        path.append(part)
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and len(path) < len(loc):
-            current = annotation
-            continue
-        break
-    key = _join(where, *path)
-    value = _value_at(data, path)
-    if path and isinstance(_annotation(model, path), type) and issubclass(_annotation(model, path), BaseModel):
-        section = _annotation(model, path)
-        return f"{key} must be a mapping of its settings ({', '.join(section.model_fields)}); got {_shown(value)}"
-    says = next((item for item in current.model_fields[path[-1]].metadata if isinstance(item, Says)), None) if path else None
-    if says is None:
-        return f"{key or file_name}: {first['msg']}; got {_shown(first.get('input'))}"
+    path, _, field = _setting_at(model, loc)
+    key, value = _join(where, *path) or file_name, _value_at(data, path)
+    if field is not None and _is_section(field.annotation):
+        return f"{key} must be a mapping of its settings ({', '.join(field.annotation.model_fields)}); got {_shown(value)}"
+    says = next((item for item in field.metadata if isinstance(item, Says)), None) if field is not None else None
+    if says is None:  # a setting declared without its words: pydantic's own
+        return f"{key}: {first['msg']}; got {_shown(first.get('input'))}"
     return f"{key} must be {says.text}; got {_shown(value)}"
 
 
-def _model_at(model: type[BaseModel], path) -> type[BaseModel]:
-    for part in path:
-        model = model.model_fields[part].annotation
-    return model
+def _is_section(annotation) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-def _annotation(model: type[BaseModel], path):
-    parent = _model_at(model, path[:-1])
-    return parent.model_fields[path[-1]].annotation
+def _setting_at(model: type[BaseModel], loc: tuple):
+    """(dotted path, declaring model, field) of the setting an error location falls under: sections
+    are walked into, a setting's own parts (a list index, a union's branch) are not."""
+    path, owner = [], model
+    for part in loc:
+        field = owner.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            break
+        path.append(part)
+        if _is_section(field.annotation) and len(path) < len(loc):
+            owner = field.annotation
+            continue
+        return path, owner, field
+    return path, owner, None
 
 
 def _value_at(data, path):

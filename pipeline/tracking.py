@@ -112,7 +112,18 @@ READ_ONLY_SIGNS = ("readonly database", "read-only file system", "unable to open
 
 @contextmanager
 def writable_store(uri: str):
-    """Turn MLflow's failure to write `uri` (a 70-frame SQLAlchemy traceback) into one StoreError line."""
+    """Turn MLflow's failure to write `uri` (a 70-frame SQLAlchemy traceback) into one StoreError line.
+
+    MLflow also logs that traceback itself before it raises; the log record is dropped when it is this
+    failure, kept otherwise.
+    """
+    import logging
+
+    def not_read_only(record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _read_only_reason(record.exc_info[1]))
+
+    store_logger = logging.getLogger("mlflow.store.db.utils")
+    store_logger.addFilter(not_read_only)
     try:
         yield
     except Exception as error:
@@ -123,6 +134,8 @@ def writable_store(uri: str):
             f"the MLflow store {uri} is read-only ({reason}); make the file and its folder writable, "
             "or set MLFLOW_TRACKING_URI to a store you can write"
         ) from None
+    finally:
+        store_logger.removeFilter(not_read_only)
 
 
 def _read_only_reason(error: BaseException) -> str | None:
