@@ -114,14 +114,11 @@ def load_imagefolder(
             if isinstance(data, Unreadable):
                 bad.append({"path": "/".join(parts), "reason": data.reason})
                 continue
-            try:
-                decoded[parts] = _decode_image(data, image_size)
-            except UnidentifiedImageError:  # its message names a BytesIO object, not the file
-                bad.append({"path": "/".join(parts), "reason": "UnidentifiedImageError: not an image format Pillow reads"})
+            image = decode_or_reason(data, image_size)
+            if isinstance(image, Unreadable):
+                bad.append({"path": "/".join(parts), "reason": image.reason})
                 continue
-            except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ... for damaged files
-                bad.append({"path": "/".join(parts), "reason": f"{type(error).__name__}: {error}"})
-                continue
+            decoded[parts] = image
             if is_directory:
                 file_sha256[parts] = hashlib.sha256(data).hexdigest()
     if bad and on_bad_image == "error":
@@ -204,6 +201,8 @@ def _refuse_link_outside(root: Path, real_root: Path, path: Path) -> None:
 
 
 def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
     if stat.S_ISFIFO(mode):
         return "a named pipe"
     if stat.S_ISSOCK(mode):
@@ -224,12 +223,12 @@ def read_image_file(path: Path, limit: int = MAX_IMAGE_FILE_BYTES) -> bytes | Un
     try:
         mode = os.stat(path).st_mode
         if not stat.S_ISREG(mode):
-            return Unreadable(f"{_file_kind(mode)}, not an image file; remove it from the folder")
+            return Unreadable(f"{_file_kind(mode)}, not an image file")
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
         with os.fdopen(descriptor, "rb") as file:
             status = os.fstat(file.fileno())
             if not stat.S_ISREG(status.st_mode):
-                return Unreadable(f"{_file_kind(status.st_mode)}, not an image file; remove it from the folder")
+                return Unreadable(f"{_file_kind(status.st_mode)}, not an image file")
             if status.st_size > limit:
                 return _too_large(status.st_size, limit)
             return read_at_most(file, limit)
@@ -311,6 +310,17 @@ def _read_zip_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes
         return _too_large(member.file_size, MAX_IMAGE_FILE_BYTES)
     with archive.open(member) as source:
         return read_at_most(source, MAX_IMAGE_FILE_BYTES)
+
+
+def decode_or_reason(data: bytes, image_size: int) -> np.ndarray | Unreadable:
+    """`_decode_image`, or Unreadable(why) for a file Pillow cannot read: corrupt, truncated, empty,
+    not an image, or over the decompression-bomb limit."""
+    try:
+        return _decode_image(data, image_size)
+    except UnidentifiedImageError:  # its message names a BytesIO object, not the file
+        return Unreadable("UnidentifiedImageError: not an image format Pillow reads" if data else "an empty file")
+    except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ... for damaged files
+        return Unreadable(f"{type(error).__name__}: {error}")
 
 
 def _decode_image(data: bytes, image_size: int) -> np.ndarray:

@@ -171,7 +171,7 @@ def test_a_named_pipe_in_a_class_folder_is_named_not_opened_and_prepare_finishes
     assert "Traceback" not in refused.stderr
     assert refused.stderr.strip().splitlines()[-1] == (  # after the progress bar
         f"featurebench prepare: error: cannot read image {folder / 'cat' / 'pipe.png'} "
-        "(a named pipe, not an image file; remove it from the folder); set data.on_bad_image: skip to leave them out"
+        "(a named pipe, not an image file); set data.on_bad_image: skip to leave them out"
     )
     assert not (tmp_path / "project" / "data").exists()
     skipped = run_prepare(tmp_path / "project", folder, on_bad_image="skip")
