@@ -192,7 +192,10 @@ def _directory_entries(root: Path) -> tuple[int, Iterator[Entry]]:
 def _refuse_link_outside(root: Path, real_root: Path, path: Path) -> None:
     if not path.is_symlink():
         return
-    target = path.resolve()
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError):  # a link loop: reading it fails, and names it as unreadable
+        return
     if not target.is_relative_to(real_root):
         raise DataError(
             f"{path} is a symlink to {target}, outside {root}; an image folder is read only from inside "
