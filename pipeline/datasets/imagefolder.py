@@ -72,9 +72,11 @@ def load_imagefolder(
     path : a directory, or a .tar, .tar.gz/.tgz or .zip archive of one.
     Class names are the sorted class-folder names; images are ordered by path within each split,
     so two loads of the same data give byte-identical arrays. Hidden files and folders (names
-    starting with '.') and `__MACOSX` folders are skipped.
+    starting with '.') and `__MACOSX` folders are skipped. Symlinks leading out of a directory `path`
+    are refused (DataError); those staying inside are followed.
     on_bad_image : what to do with files Pillow cannot read (corrupt, truncated, not an image, or
-    over Pillow's decompression-bomb limit of Image.MAX_IMAGE_PIXELS pixels): "error" raises one
+    over Pillow's decompression-bomb limit of Image.MAX_IMAGE_PIXELS pixels) and files never read
+    (over MAX_IMAGE_FILE_BYTES, or pipes, sockets, devices): "error" raises one
     DataError naming every such file; "skip" leaves them out and lists them in RawDataset.skipped.
     Grayscale, RGBA, palette, 16-bit and CMYK images are not bad: they are converted to RGB.
     seed, cache_dir : accepted so that every data source takes the same arguments; an image folder
@@ -212,7 +214,7 @@ def _file_kind(mode: int) -> str:
         return "a socket"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "a device"
-    return "not a regular file"
+    return "a special file"
 
 
 def read_image_file(path: Path, limit: int = MAX_IMAGE_FILE_BYTES) -> bytes | Unreadable:
