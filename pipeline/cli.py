@@ -204,11 +204,20 @@ def command_compare(args) -> int:
 
 
 def command_predict(args) -> int:
+    """One `PATH<tab>class` line per image; a file that cannot be read gets one line on stderr
+    instead, the others are still classified, and the exit code is 1."""
     from pipeline.predict import predict_images
 
-    for path, name in zip(args.images, predict_images(args.run_id, args.images)):
-        print(f"{path}\t{name}")
-    return 0
+    unreadable = []
+
+    def report(error) -> None:
+        print(error, file=sys.stderr, flush=True)
+        unreadable.append(error)
+
+    for path, name in zip(args.images, predict_images(args.run_id, args.images, on_unreadable=report)):
+        if name is not None:
+            print(f"{path}\t{name}")
+    return 1 if unreadable else 0
 
 
 def sample_images(count: int = 24):
