@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.cifar_sample import SHARED_CIFAR10_JPEG, write_sample_archive
+from tests.cifar_sample import needs_shared_cifar10, write_sample_archive
 from pipeline.datasets import DataError
 from pipeline.datasets.imagefolder import load_imagefolder
 
@@ -337,7 +337,7 @@ def test_progress_bar_goes_to_stderr_only_when_asked(tmp_path, capsys):
     assert "reading data" in loud.err
 
 
-@pytest.mark.skipif(not SHARED_CIFAR10_JPEG.exists(), reason="shared CIFAR-10 JPEG archive not on this machine")
+@needs_shared_cifar10
 def test_sample_of_real_cifar_jpeg_archive_loads_ten_classes(tmp_path):
     per_class = 20
     sample = tmp_path / "cifar10-sample.tar.gz"
