@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Iterator, TypeVar
 
-ENGINES = ("local", "ray")
+from pipeline.params import ENGINES
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
