@@ -268,9 +268,10 @@ def run_group() -> str:
 
     The stages are separate processes; what they share is the dvc process that started them (one
     per queued or temp experiment too), identified by host, boot, pid and start time so a reused pid
-    is a new group. The start time is taken since boot: psutil's wall-clock start time moves when
-    the clock is set, and two stages of one repro must compute the same key. `featurebench run`
-    sets FEATUREBENCH_RUN_GROUP instead. A stage run by hand outside dvc is a group of its own.
+    is a new group. Every stage of one repro must compute the same start time: on Linux psutil adds
+    the boot time of /proc/stat, which moves when the clock is set, so the time since boot is used;
+    macOS and Windows give the start time as the kernel recorded it. `featurebench run` sets
+    FEATUREBENCH_RUN_GROUP instead. A stage run by hand outside dvc is a group of its own.
     """
     import psutil
 
@@ -278,7 +279,8 @@ def run_group() -> str:
         return os.environ[RUN_GROUP_ENV]
     pid = dvc_ancestor() or os.getpid()
     try:
-        started = f"{psutil.Process(pid).create_time() - psutil.boot_time():.2f}"
+        created = psutil.Process(pid).create_time()
+        started = f"{created - psutil.boot_time() if psutil.LINUX else created:.2f}"
     except psutil.Error:
         started = str(time.time_ns())
     return f"{socket.gethostname()}-{_boot_id()}-{pid}-{started}"

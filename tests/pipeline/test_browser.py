@@ -12,8 +12,6 @@ import subprocess
 import tempfile
 import urllib.parse
 
-import pytest
-
 from tests.pipeline.conftest import expected_runs
 from tests.required import missing
 
