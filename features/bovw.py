@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -163,7 +162,7 @@ def pool_triangle_(squared: torch.Tensor, rows: list, cols: list, out: torch.Ten
         band = codes[:, top:bottom].sum(1)
         for j, (left, right) in enumerate(cols):
             torch.sum(band[:, left:right], 1, out=pooled[:, i, j])
-            pooled[:, i, j].mul_(-1 / ((bottom - top) * (right - left)))
+    pooled.mul_(-1 / region_sizes(rows, cols).view(1, len(rows), len(cols), 1))
     out.abs_()  # only turns -0.0 into 0.0: every pooled code is >= 0
 
 
@@ -171,35 +170,30 @@ def pool_hard(squared: torch.Tensor, rows: list, cols: list, out: torch.Tensor) 
     """Histograms of the nearest codewords of (n * r * c, k) squared distances over the regions, into out."""
     n, k = len(out), squared.shape[1]
     region = torch.zeros(rows[-1][1], cols[-1][1], dtype=torch.long)
-    sizes = torch.empty(len(rows) * len(cols))
     for i, (top, bottom) in enumerate(rows):
         for j, (left, right) in enumerate(cols):
             region[top:bottom, left:right] = i * len(cols) + j
-            sizes[i * len(cols) + j] = (bottom - top) * (right - left)
     index = squared.argmin(1).view(n, -1) + region.view(1, -1) * k
     out.zero_().scatter_add_(1, index, torch.ones(index.shape))
-    out.view(n, -1, k).div_(sizes.view(1, -1, 1))
+    out.view(n, -1, k).div_(region_sizes(rows, cols).view(1, -1, 1))
 
 
-@contextmanager
-def single_threaded_torch():
-    """Yield torch's thread count with torch set to one thread meanwhile (threads started inside inherit it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield threads
-    finally:
-        torch.set_num_threads(threads)
+def region_sizes(rows: list, cols: list) -> torch.Tensor:
+    """(len(rows), len(cols)) patch counts of the pooling regions."""
+    return torch.tensor([[float((bottom - top) * (right - left)) for left, right in cols] for top, bottom in rows])
 
 
-def run_on_workers(chunk_starts: range, work, workers: int) -> None:
-    """Call work(start, buffers) for every start, spread over `workers` threads that each keep their buffers.
+def run_on_torch_threads(chunk_starts: range, work) -> None:
+    """Call work(start, buffers) for every start on as many Python threads as torch has threads.
 
-    Threads take the next start as they free up, so one slowed by a busy core does not hold the others.
+    Torch runs single-threaded inside each (set back when done), so whole images run in parallel
+    instead of every small operation being split across the cores, which on a busy machine waits on
+    whichever core is descheduled. Threads take the next start as they free up and keep their buffers.
     """
-    starts, lock = iter(chunk_starts), threading.Lock()
+    threads, starts, lock = torch.get_num_threads(), iter(chunk_starts), threading.Lock()
 
     def worker():
+        torch.set_num_threads(1)  # in every thread: MKL keeps a count per thread, and a new one would use all cores
         buffers = {}
         while True:
             with lock:
@@ -208,11 +202,14 @@ def run_on_workers(chunk_starts: range, work, workers: int) -> None:
                 return
             work(start, buffers)
 
-    if workers == 1:
-        return worker()
-    with ThreadPoolExecutor(workers) as pool:
-        for future in [pool.submit(worker) for _ in range(workers)]:
-            future.result()
+    try:
+        if threads == 1:
+            return worker()
+        with ThreadPoolExecutor(threads) as pool:
+            for future in [pool.submit(worker) for _ in range(threads)]:
+                future.result()
+    finally:
+        torch.set_num_threads(threads)
 
 
 @register("bovw")
@@ -319,8 +316,7 @@ class BagOfVisualWords(FeatureExtractor):
             squared = squared_distances(patches, operands, buffers["rows"], buffers["distances"])
             pool(squared, row_regions, col_regions, pooled[start : start + len(chunk)])
 
-        with single_threaded_torch() as threads:
-            run_on_workers(range(0, len(images), IMAGES_PER_CHUNK), encode, threads)
+        run_on_torch_threads(range(0, len(images), IMAGES_PER_CHUNK), encode)
         return out
 
     def figure(self, images, shown: int = 400):

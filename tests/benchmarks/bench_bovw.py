@@ -84,6 +84,7 @@ def matmul_on_workers(n_images: int, patches: int, dim: int, codebook: torch.Ten
     torch.set_num_threads(1)
 
     def worker(index: int) -> None:
+        torch.set_num_threads(1)  # as the encoder's workers do: MKL's thread count is per thread
         left, out = torch.randn(patches, dim), torch.empty(patches, codebook.shape[1])
         for _ in range(index, n_images, threads):
             torch.matmul(left, codebook, out=out)
