@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.datasets.load import dataset_label, load_raw, prepare_splits
-from pipeline.io import atomic_directory, save_arrays, write_json
+from pipeline.io import atomic_directory, write_json
 from pipeline.params import check_extractors, load_params
-from pipeline.artifacts import PREPARED_DIR
+from pipeline.artifacts import PREPARED_DIR, write_split
 from pipeline.stage import run_stage
 
 
@@ -25,7 +25,7 @@ def main() -> None:
     with atomic_directory(args.out) as out:
         for split in ("train", "val", "test"):
             images = getattr(data, split)
-            save_arrays(out / f"{split}.npz", images=images.images, labels=images.labels)
+            write_split(out, split, images.images, images.labels)
         write_json(
             out / "meta.json",
             {

@@ -24,8 +24,8 @@ def run_prepare(project: Path, **data) -> subprocess.CompletedProcess:
 
 
 def load_split(project: Path, split: str):
-    with np.load(project / "data/prepared" / f"{split}.npz") as arrays:
-        return arrays["images"], arrays["labels"]
+    prepared = project / "data/prepared"
+    return np.load(prepared / f"{split}_images.npy"), np.load(prepared / f"{split}_labels.npy")
 
 
 def test_shapes_are_split_stratified_with_validation_from_train(tmp_path):
