@@ -283,7 +283,9 @@ def hog_batch(
     cells_row, cells_col = blocks_row + block_rows - 1, blocks_col + block_cols - 1
     slot_offsets = _slot_offsets(min(chunk, n), cells_row, cells_col, cell_rows, cell_cols, 2 * orientations + 1)
     for start in range(0, n, chunk):
-        part = images[start : start + chunk].astype(_float_type(images.dtype), copy=False)
+        # C order: the binning writes through `ravel()` views, which for a transposed, rot90 or
+        # Fortran-order array are copies, so those writes were lost and the histograms came out wrong.
+        part = np.ascontiguousarray(images[start : start + chunk], dtype=_float_type(images.dtype))
         g_row, g_col = _gradient(part, multichannel=channel_axis is not None)
         histograms = _cell_histograms(g_row, g_col, orientations, cell_rows, cell_cols, slot_offsets)
         _normalize_blocks(histograms, block_rows, block_cols, block_norm, out[start : start + chunk])

@@ -2,6 +2,8 @@
 
 Candidates come from a grid (every combination) or a seeded random sample of it, capped by a budget
 of trials; each trial starts from the same seeded weights, so they differ only in their settings.
+When every learning rate diverges, the search backs off below the smallest one before it gives up,
+and a search that still fails names the cause it can see in the data (see `diagnose`).
 """
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from typing import Callable
 import torch
 
 from models.mlp import MLP, MLPConfig
-from models.training import EpochRecord, TrainConfig, best_epoch, train
+from models.training import EpochRecord, TrainConfig, TrainingFailed, best_epoch, train
 
 SEARCH_METHODS = ("grid", "random")
+BACKOFF_DIVISORS = (10, 100)  # the smallest searched learning rate is divided by these, in turn, when all diverge
+HUGE_FEATURE = 1e3  # a standardized column of n train rows stays within sqrt(n) of 0; beyond this, its std was tiny
 
 
 @dataclass
@@ -41,6 +45,7 @@ class Trial:
     seconds: float
     history: list[EpochRecord]
     model: MLP
+    learning_rate_divisor: int = 1  # > 1: every searched rate diverged; this is the smallest one divided by it
 
 
 def candidates(
@@ -71,8 +76,34 @@ def search(
     device: torch.device,
     augment: Callable | None = None,
     progress: bool = True,
+    class_names: list[str] | None = None,
 ) -> tuple[Trial, list[Trial]]:
-    """(best trial by validation accuracy, all trials that did not diverge)."""
+    """(best trial by validation accuracy, all trials that did not diverge).
+
+    When every configuration diverges, those with the smallest learning rate are tried again with it
+    divided by 10, then by 100; if they diverge too, TrainingFailed names the cause `diagnose` finds.
+    """
+    data = (train_features, train_labels, val_features, val_labels)
+    trials = _trials(configs, data, device, augment, progress)
+    smallest = min(config.learning_rate for config, _ in configs)
+    tried = sorted({config.learning_rate for config, _ in configs}, reverse=True)
+    for divisor in BACKOFF_DIVISORS:
+        if trials:
+            break
+        rate = smallest / divisor
+        print(f"training diverged for every learning rate tried ({', '.join(f'{r:g}' for r in tried)}); backing off to {rate:g} (the smallest / {divisor})")
+        tried.append(rate)
+        backed_off = [(replace(config, learning_rate=rate), model_config) for config, model_config in configs if config.learning_rate == smallest]
+        trials = _trials(backed_off, data, device, augment, progress, learning_rate_divisor=divisor)
+    if not trials:
+        rates = ", ".join(f"{rate:g}" for rate in tried)
+        raise failure(f"training diverged for every learning rate tried ({rates})", train_features, train_labels, configs[0][1].n_classes, class_names, tried[-1])
+    return max(trials, key=lambda trial: trial.val_accuracy), trials
+
+
+def _trials(configs, data, device, augment, progress, learning_rate_divisor: int = 1) -> list[Trial]:
+    """One trial per configuration that trains without diverging."""
+    train_features, train_labels, val_features, val_labels = data
     trials = []
     for config, model_config in configs:
         torch.manual_seed(config.seed)
@@ -83,10 +114,66 @@ def search(
         except FloatingPointError:
             continue  # a learning rate too high for this feature set; the other points decide
         chosen_epoch = best_epoch(history)
-        trials.append(Trial(config, model_config, history[chosen_epoch - 1].val_accuracy, chosen_epoch, time.perf_counter() - start, history, model))
-    if not trials:
-        raise FloatingPointError("training diverged for every learning rate searched; lower learning_rates")
-    return max(trials, key=lambda trial: trial.val_accuracy), trials
+        seconds = time.perf_counter() - start
+        trials.append(Trial(config, model_config, history[chosen_epoch - 1].val_accuracy, chosen_epoch, seconds, history, model, learning_rate_divisor))
+    return trials
+
+
+def diagnose(features: torch.Tensor, labels: torch.Tensor, n_classes: int, class_names: list[str] | None = None) -> list[tuple[str, str]]:
+    """(cause, fix) of each problem in standardized training data that no learning rate gets past.
+
+    features : (n, d) float32, standardized; labels : (n,) int64. Looks for values that are NaN or
+    infinite, values beyond HUGE_FEATURE (columns with almost no spread on the train split, divided by
+    a tiny standard deviation) and classes without a training row. Read in chunks: no copy of `features`.
+    """
+    non_finite = torch.zeros(features.shape[1], dtype=torch.int64)
+    largest = torch.zeros(features.shape[1])
+    for start in range(0, len(features), 4096):
+        chunk = features[start : start + 4096].cpu()
+        finite = torch.isfinite(chunk)
+        non_finite += (~finite).sum(0)
+        largest = torch.maximum(largest, torch.where(finite, chunk.abs(), torch.zeros(())).amax(0))
+    problems = []
+    if non_finite.any():
+        columns = torch.nonzero(non_finite).flatten().tolist()
+        problems.append(
+            (
+                f"the training features hold {_count(int(non_finite.sum()), 'NaN or infinite value')} in {_count(len(columns), 'column')} ({_some(columns)})",
+                "fix the extractor that gives them, then rerun `dvc repro`",
+            )
+        )
+    huge = torch.nonzero(largest > HUGE_FEATURE).flatten().tolist()
+    if huge:
+        problems.append(
+            (
+                f"standardized training features reach |x| = {largest.max().item():.3g} in {_count(len(huge), 'column')} ({_some(huge)}): "
+                "columns with almost no spread on the train split, divided by a tiny standard deviation",
+                "change the extractor's settings so those columns vary on the train split (for a plain background: fewer color_hist bins), "
+                "or leave that extractor out of the feature set",
+            )
+        )
+    counts = torch.bincount(labels.cpu(), minlength=n_classes)
+    empty = [class_names[i] if class_names else str(i) for i in torch.nonzero(counts == 0).flatten().tolist()]
+    if empty:
+        names = ", ".join(repr(name) for name in empty)
+        problems.append((f"class {names} has no training rows" if len(empty) == 1 else f"classes {names} have no training rows", "add images to their folders, or remove the folders"))
+    return problems
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
+def _some(columns: list[int], shown: int = 5) -> str:
+    return ", ".join(map(str, columns[:shown])) + (f" and {len(columns) - shown} more" if len(columns) > shown else "")
+
+
+def failure(what: str, features, labels, n_classes: int, class_names: list[str] | None, last_rate: float) -> TrainingFailed:
+    """TrainingFailed for `what`, naming what `diagnose` finds; without a finding, the fix is a lower learning rate."""
+    problems = diagnose(features, labels, n_classes, class_names)
+    if not problems:
+        return TrainingFailed(what, f"lower learning_rates below {last_rate:g}")
+    return TrainingFailed(f"{what}: {'; '.join(cause for cause, _ in problems)}", "; ".join(fix for _, fix in problems))
 
 
 def refit(
@@ -105,5 +192,9 @@ def refit(
     torch.manual_seed(config.seed)
     model = MLP(chosen.model_config)
     empty = torch.zeros(0), labels[:0]  # no validation rows: `features` may be a row source, not a tensor
-    history = train(model, config, features, labels, *empty, device=device, progress=progress, augment=augment, stop_after=chosen.best_epoch)
+    try:
+        history = train(model, config, features, labels, *empty, device=device, progress=progress, augment=augment, stop_after=chosen.best_epoch)
+    except FloatingPointError:
+        what = f"the refit on train + validation diverged with learning_rate {config.learning_rate:g}"
+        raise failure(what, features, labels, chosen.model_config.n_classes, None, config.learning_rate) from None
     return model, history

@@ -63,6 +63,17 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine'; got {self.lr_schedule!r}")
 
 
+class TrainingFailed(FloatingPointError):
+    """Training that cannot go on: `reason` says what happened, `fix` what the user changes.
+
+    A FloatingPointError, so code that catches divergence catches it; the stage records it as a failed run.
+    """
+
+    def __init__(self, reason: str, fix: str):
+        super().__init__(f"{reason}; {fix}")
+        self.reason, self.fix = reason, fix
+
+
 @dataclass
 class EpochRecord:
     epoch: int
@@ -248,7 +259,7 @@ def train(
             correct += (scores.detach().argmax(1) == y[batch]).sum()
         total_loss, correct = total_loss.item(), correct.item()
         if not math.isfinite(total_loss):
-            raise FloatingPointError(f"training diverged at epoch {epoch + 1}: lower learning_rate (now {config.learning_rate})")
+            raise TrainingFailed(f"training diverged at epoch {epoch + 1} with learning_rate {config.learning_rate:g}", "lower learning_rate")
         record = EpochRecord(epoch + 1, total_loss / len(x), correct / len(x), evaluate(model, val_features, val_labels), rate)
         history.append(record)
         if len(val_labels) == 0 or record.val_accuracy > best_accuracy:

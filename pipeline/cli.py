@@ -26,7 +26,9 @@ def experiment_overrides(name: str) -> list[str]:
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))) or "none"
         raise SystemExit(f"featurebench run: no experiment {name!r} in {EXPERIMENTS_DIR}/ (known: {known})")
-    overrides = yaml.safe_load(path.read_text()) or {}
+    from pipeline.params import read_yaml
+
+    overrides = read_yaml(path) or {}
     return [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}" for key, value in tracking.flatten(overrides).items()]
 
 
@@ -60,21 +62,86 @@ def current_dataset() -> str | None:
     return None
 
 
-def open_when_up(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
-    """Open `url` in the desktop's browser once the server answers (no display: print only)."""
+SERVER_START_SECONDS = 600  # MLflow's server takes ~25 s to answer on a loaded 2-core machine
+
+
+class UIError(Exception):
+    """A `featurebench ui` problem the user fixes: the message is the one line they see."""
+
+
+def listen_addresses(host: str, port: int) -> list[tuple]:
+    """getaddrinfo's (family, address) pairs for `host`: what the server will bind."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise UIError(f"cannot listen on --host {host} ({error.strerror}); give an address of this machine, e.g. 127.0.0.1") from None
+    return [(family, address) for family, _, _, _, address in found]
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address `host` names is this machine's loopback (127.0.0.1, ::1, localhost)."""
+    import ipaddress
+
+    return all(ipaddress.ip_address(address[0].split("%")[0]).is_loopback for _, address in listen_addresses(host, 0))
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when a socket cannot bind `host`:`port` now, as the server would (SO_REUSEADDR, like uvicorn)."""
+    family, address = listen_addresses(host, port)[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        if os.name != "nt":  # on Windows SO_REUSEADDR would let the probe share a port in use
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError:
+            return True
+    return False
+
+
+def local_base(host: str, port: int) -> str:
+    """The address this machine reaches the server at: a wildcard host is reached through loopback."""
+    reach = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{reach}]:{port}" if ":" in reach else f"http://{reach}:{port}"
+
+
+def wait_until_answering(base: str, server: subprocess.Popen, timeout: float = SERVER_START_SECONDS) -> None:
+    """Return once `base` answers HTTP (any status); UIError if the server exits first or never answers."""
+    import urllib.error
     import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/", timeout=5).close()
+            break
+        except urllib.error.HTTPError:
+            break  # an HTTP status is an answer
+        except OSError:
+            pass
+        if server.poll() is not None:
+            raise UIError(f"the MLflow server exited (code {server.returncode}) before it answered; its messages are above")
+        if time.monotonic() > deadline:
+            raise UIError(f"the MLflow server did not answer at {base} within {timeout:.0f} s; its messages are above")
+        time.sleep(0.25)
+    if server.poll() is not None:  # what answered was another server that took the port meanwhile
+        raise UIError(f"port {base.rsplit(':', 1)[1]} is in use; choose another with --port")
+
+
+def open_in_browser(url: str) -> None:
+    """Open `url` in the desktop's browser (no display: print only)."""
     import webbrowser
 
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return  # webbrowser would fall back to a text browser in this terminal
-    deadline = time.monotonic() + timeout
-    while server.poll() is None and time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url.split("#")[0], timeout=2).close()
-            webbrowser.open(url)
-            return
-        except OSError:
-            time.sleep(0.5)
+    webbrowser.open(url)
+
+
+def stderr_fileno() -> int | None:
+    """This process's stderr for a child's stdout; None (inherit) where stderr is no real file (an in-process test)."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def stop_on_sigterm(signum, frame) -> None:
@@ -82,25 +149,48 @@ def stop_on_sigterm(signum, frame) -> None:
 
 
 def command_ui(args) -> int:
+    try:
+        return serve_ui(args)
+    except UIError as error:
+        print(f"featurebench ui: error: {error}", file=sys.stderr)
+        return 2
+
+
+def serve_ui(args) -> int:
+    """Start MLflow's UI on the store; print its address (and open it) only once it answers."""
+    if not is_loopback(args.host):
+        print(
+            f"featurebench ui: warning: --host {args.host} makes the UI, and the MLflow store behind it (runs, models, "
+            "artifacts), reachable from the network without authentication; use it only on a network you trust",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
+    if port_in_use(args.host, args.port):
+        raise UIError(f"port {args.port} is in use; choose another with --port")
     uri = tracking.tracking_uri()
     mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
     dataset = current_dataset()
-    base, experiment_id = f"http://{args.host}:{args.port}", tracking.experiment_id(dataset) if dataset else None
+    base, experiment_id = local_base(args.host, args.port), tracking.experiment_id(dataset) if dataset else None
     url = runs_table_url(base, experiment_id, tracking.COMPARISON_VIEW)
-    print(f"MLflow UI for {uri} at {url} (Ctrl-C stops it)", flush=True)
-    if experiment_id:
-        print(f"  every training run, best test accuracy first: {url}")
-        print(f"  runs grouped by dvc repro / dvc exp run:      {runs_table_url(base, experiment_id)}", flush=True)
-    server = subprocess.Popen(command)
+    print(f"starting the MLflow UI for {uri} on port {args.port} ...", file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` of featurebench ui stops the server too
+    # the server's own messages go to stderr: stdout carries only the address, once it answers
+    server = subprocess.Popen(command, stdout=stderr_fileno())
     try:
+        wait_until_answering(base, server)
+        print(f"MLflow UI for {uri} at {url} (Ctrl-C stops it)", flush=True)
+        if experiment_id:
+            print(f"  every training run, best test accuracy first: {url}")
+            print(f"  runs grouped by dvc repro / dvc exp run:      {runs_table_url(base, experiment_id)}", flush=True)
         if not args.no_browser:
-            open_when_up(url, server)
+            open_in_browser(url)
         return server.wait()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, UIError) as stopped:
         server.terminate()
-        return server.wait()
+        code = server.wait()
+        if isinstance(stopped, UIError):
+            raise
+        return code
 
 
 def command_compare(args) -> int:

@@ -3,7 +3,8 @@
 Writes the table (CSV and HTML in full, Markdown without the per-class columns) and four figures
 (accuracy against training time and against feature dimension, the per-class accuracy of each
 family's best model, the test images those models get wrong), and logs them to the run group's
-parent run in MLflow.
+parent run in MLflow. A stage that could not train is a row marked failed, with its reason; the
+figures draw the others.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from pipeline.params import ParamsError, load_params
 from pipeline.scores import PER_CLASS_PREFIX
 from pipeline.stage import run_stage
 
+FIGURE_FILES = ("accuracy_vs_train_time.png", "accuracy_vs_feature_dim.png", "per_class_accuracy.png", "misclassified.png")  # in dvc.yaml's plots
+
 
 def current_table(params_path: str = "params.yaml") -> tuple[pd.DataFrame, str]:
     """(comparison table of the current runs, data set name); also what `featurebench compare` prints."""
@@ -32,8 +35,10 @@ def current_table(params_path: str = "params.yaml") -> tuple[pd.DataFrame, str]:
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """The table without per-class columns and run ids: what fits a terminal and a README."""
-    return table[[c for c in table.columns if not c.startswith(PER_CLASS_PREFIX) and c != "run_id"]]
+    """The table without per-class columns and run ids, a failed stage's numbers blank: what fits a terminal and
+    a README. Status and reason only when a stage failed."""
+    dropped = {"run_id"} if (table["status"] == report.FAILED).any() else {"run_id", "status", "reason"}
+    return report.blank_missing(table[[c for c in table.columns if not c.startswith(PER_CLASS_PREFIX) and c not in dropped]])
 
 
 def main() -> None:
@@ -43,13 +48,17 @@ def main() -> None:
     args = parser.parse_args()
     table, dataset = current_table(args.params)
     meta = read_meta()
-    best = report.best_of_each_family(table)
-    figures = {
-        "accuracy_vs_train_time.png": report.accuracy_vs_train_time_figure(table, dataset),
-        "accuracy_vs_feature_dim.png": report.accuracy_vs_feature_dim_figure(table, dataset),
-        "per_class_accuracy.png": report.per_class_accuracy_figure(best, meta["class_names"], dataset),
-        "misclassified.png": report.misclassified_figure(best, open_images("test"), dataset),  # memory-mapped: reads only the images shown
-    }
+    trained = report.trained(table)
+    if trained.empty:  # every stage failed: the table says why; the figures say there is nothing to draw
+        figures = {name: report.nothing_trained_figure(dataset) for name in FIGURE_FILES}
+    else:
+        best = report.best_of_each_family(table)
+        figures = {
+            "accuracy_vs_train_time.png": report.accuracy_vs_train_time_figure(trained, dataset),
+            "accuracy_vs_feature_dim.png": report.accuracy_vs_feature_dim_figure(trained, dataset),
+            "per_class_accuracy.png": report.per_class_accuracy_figure(best, meta["class_names"], dataset),
+            "misclassified.png": report.misclassified_figure(best, open_images("test"), dataset),  # memory-mapped: reads only the images shown
+        }
     out = Path(args.out)
     for file_name, figure in figures.items():
         with atomic_path(out / file_name) as temporary:

@@ -1,46 +1,147 @@
-"""One typed loader for params.yaml: every stage reads its section here, checked before any work starts."""
-from __future__ import annotations
+"""One typed loader for params.yaml: every stage reads its section here, checked before any work starts.
 
-from dataclasses import dataclass, field, fields, replace
+Each section is declared once, as a pydantic model: a setting's type, its range and the words its
+error message uses sit together in its annotation (`Count(1)`, `Choice(OPTIMIZERS)`, ...). Types are
+strict (`"32"` is not an integer, `0.01` is not a list), unknown keys are refused, and pydantic's
+ValidationError becomes one ParamsError line naming the dotted key, the allowed values and the value
+found. Rules across keys (a grid larger than its budget, a feature set naming an unconfigured
+extractor, overrides) are model validators of the same models.
+"""
+import re
 from pathlib import Path
+from typing import Annotated, Any, Callable, Literal
 
 import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.engine import ENGINES
 
 DATA_SOURCES = ("shapes", "cifar10", "imagefolder")
 ON_BAD_IMAGE = ("error", "skip")  # what prepare does with an image file it cannot read
 CLASSIFIERS = ("svm", "softmax", "mlp")
+LINEAR_CLASSIFIERS = ("svm", "softmax")
+SVM_LOSSES = ("hinge", "squared_hinge")
+DEVICES = ("auto", "cpu", "cuda")
+NOT_OVERRIDABLE = ("feature_sets", "overrides", "classifiers")  # what a stage is, not how it trains
 
 
 class ParamsError(ValueError):
     """A parameter is missing, unknown or out of range; the message names it and the allowed values."""
 
 
-@dataclass
-class DataParams:
-    name: str = "shapes"
-    path: str | None = None
-    image_size: int = 32
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
-    raw_dir: str = "data/raw"
-    on_bad_image: str = "error"
-    shapes: dict = field(default_factory=dict)
+# --- the words of a setting's error message, declared beside its type ------------------------------
 
-    def check(self) -> None:
-        _check_choice("data.name", self.name, DATA_SOURCES)
+class Says:
+    """What a setting must be, in the words of its error message: "{key} must be {text}; got {value}"."""
+
+    def __init__(self, text: str | Callable[[], str]):
+        self._text = text
+
+    @property
+    def text(self) -> str:
+        return self._text() if callable(self._text) else self._text
+
+
+def _options(options: tuple | Callable[[], tuple]) -> tuple:
+    return options() if callable(options) else options
+
+
+def Choice(options: tuple | Callable[[], tuple], text: str | None = None):
+    """A string among `options`: a tuple, or a function returning one when the tuple lives in a
+    module that imports torch (read only when a params file is checked, not when this one is imported)."""
+
+    def check(value: str) -> str:
+        if value not in _options(options):
+            raise ValueError("not among the options")
+        return value
+
+    return Annotated[str, AfterValidator(check), Says(text or (lambda: f"one of {', '.join(_options(options))}"))]
+
+
+def Count(minimum: int, unit: str = ""):
+    return Annotated[int, Field(ge=minimum), Says(f"an integer >= {minimum}{unit}")]
+
+
+Flag = Annotated[bool, Says("true or false")]
+Momentum = Annotated[float, Field(ge=0, lt=1), Says("in [0, 1)")]
+HeldOutFraction = Annotated[float, Field(gt=0, lt=0.9), Says("in (0, 0.9)")]
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Width = Annotated[int, Field(ge=1)]
+
+
+def _optimizers():
+    from models.training import OPTIMIZERS
+
+    return OPTIMIZERS
+
+
+def _augmentations():
+    from models.augment import AUGMENTATIONS
+
+    return AUGMENTATIONS
+
+
+def _precisions():
+    from models.precision import REQUESTABLE
+
+    return REQUESTABLE
+
+
+def _search_methods():
+    from models.search import SEARCH_METHODS
+
+    return SEARCH_METHODS
+
+
+def _activations():
+    from models.mlp import ACTIVATIONS
+
+    return tuple(ACTIVATIONS)
+
+
+class SectionRule(ValueError):
+    """A rule across keys of a section, worded once the section's dotted name ({where}) is known:
+    `linear` itself, or `linear.overrides.bovw` for a feature set's overridden copy."""
+
+    def worded(self, where: str) -> str:
+        return str(self).format(where=where)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# --- the sections ----------------------------------------------------------------------------------
+
+class DataParams(_Section):
+    name: Choice(DATA_SOURCES) = "shapes"
+    path: Annotated[str | None, Says("a folder or archive path, or null")] = None
+    label: Annotated[
+        str | None,
+        Field(pattern=r"^\w[\w .\-]{0,63}$"),
+        Says("null or a name of up to 64 letters, digits, spaces, '.', '-' or '_' (the MLflow experiment is featurebench/<label>)"),
+    ] = None
+    image_size: Count(8) = 32
+    val_fraction: HeldOutFraction = 0.1
+    test_fraction: HeldOutFraction = 0.2
+    raw_dir: Annotated[str, Says("a folder path")] = "data/raw"
+    on_bad_image: Choice(ON_BAD_IMAGE) = "error"
+    shapes: Annotated[dict[Literal["n_train", "n_test"], Width], Says("a mapping of n_train and n_test to integers >= 1")] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _path_for_imagefolder(self):
         if self.name == "imagefolder" and not self.path:
             raise ParamsError("data.path must name a folder or archive of labelled images when data.name is imagefolder")
-        _check_choice("data.on_bad_image", self.on_bad_image, ON_BAD_IMAGE)
-        if self.image_size < 8:
-            raise ParamsError(f"data.image_size must be >= 8; got {self.image_size}")
-        for name in ("val_fraction", "test_fraction"):
-            value = getattr(self, name)
-            if not 0 < value < 0.9:
-                raise ParamsError(f"data.{name} must be in (0, 0.9); got {value}")
+        return self
 
 
-@dataclass
-class TrainingParams:
+class ExtractParams(_Section):
+    batch_size: Count(1) = 1000
+    mirror: Flag = False
+
+
+class TrainingParams(_Section):
     """Settings shared by the `linear` and `mlp` sections.
 
     learning_rates, reg_strengths and epochs (an int or a list) span the search on the validation
@@ -48,51 +149,68 @@ class TrainingParams:
     `budget` of them. The chosen settings are refit on train + validation when `refit` is true.
     """
 
-    learning_rates: list[float] = field(default_factory=lambda: [0.01])
-    reg_strengths: list[float] = field(default_factory=lambda: [1e-4])
-    regularization: str = "l2"
-    epochs: int | list[int] = 10
-    batch_size: int = 256
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    lr_schedule: str = "cosine"
-    patience: int = 0
-    precision: str = "auto"
-    augment: str = "none"
-    search: str = "grid"
-    budget: int = 12
-    refit: bool = True
-    feature_sets: list[str] = field(default_factory=list)
-    overrides: dict = field(default_factory=dict)  # {feature set: {setting: value}}, e.g. more epochs for bovw
+    learning_rates: Annotated[list[Positive], Field(min_length=1), Says("a non-empty list of values > 0")] = [0.01]
+    reg_strengths: Annotated[list[NonNegative], Field(min_length=1), Says("a non-empty list of values >= 0")] = [1e-4]
+    regularization: Choice(("l2", "l1"), "l2 or l1") = "l2"
+    epochs: Annotated[Width | Annotated[list[Width], Field(min_length=1)], Says("an integer >= 1 or a non-empty list of them")] = 10
+    batch_size: Count(1) = 256
+    optimizer: Choice(_optimizers) = "sgd"
+    momentum: Momentum = 0.9
+    lr_schedule: Choice(("constant", "cosine"), "constant or cosine") = "cosine"
+    patience: Count(0, " (0: no early stopping)") = 0
+    precision: Choice(_precisions) = "auto"
+    augment: Choice(_augmentations) = "none"
+    search: Choice(_search_methods) = "grid"
+    budget: Count(1, " (trials)") = 12
+    refit: Flag = True
+    feature_sets: Annotated[list[str], Says("a list of feature sets: extractor names or '+'-joined combinations")] = []
+    # {feature set: {setting: value}}, e.g. more epochs for bovw; checked by Params, which knows the extractors
+    overrides: Annotated[dict[str, Any], Says("a mapping of feature sets to the settings they change")] = {}
 
     @property
     def epoch_options(self) -> list[int]:
         return list(self.epochs) if isinstance(self.epochs, list) else [self.epochs]
 
+    def architecture_count(self) -> int:
+        return 1
+
     def for_feature_set(self, feature_set: str) -> "TrainingParams":
         """This section with a feature set's overrides applied: the settings its stages train with."""
-        return replace(self, overrides={}, **self.overrides.get(feature_set, {}))
+        settings = self.overrides.get(feature_set, {})
+        merged = {**self.model_dump(exclude={"overrides"}), **settings, "overrides": {}}
+        return _validated(type(self), merged, f"{self.section_name}.overrides.{feature_set}")
+
+    @property
+    def section_name(self) -> str:
+        return "mlp" if isinstance(self, MLPParams) else "linear"
+
+    @model_validator(mode="after")
+    def _grid_within_budget(self):
+        grid_size = len(self.learning_rates) * len(self.reg_strengths) * len(self.epoch_options) * self.architecture_count()
+        if self.search == "grid" and grid_size > self.budget:
+            raise SectionRule(
+                f"{{where}}: the search grid has {grid_size} points but {{where}}.budget is {self.budget}; "
+                "raise {where}.budget or set {where}.search: random"
+            )
+        return self
 
 
-SVM_LOSSES = ("hinge", "squared_hinge")
-
-
-@dataclass
 class LinearParams(TrainingParams):
     """svm_loss : "hinge" (the lecture's multiclass hinge, Weston & Watkins) or "squared_hinge" (one
     binary L2-SVM per class, as Coates et al. 2011 and scikit-learn's LinearSVC train them)."""
 
-    classifiers: list[str] = field(default_factory=lambda: ["svm", "softmax"])
-    svm_loss: str = "hinge"
+    classifiers: Annotated[list[Choice(LINEAR_CLASSIFIERS)], Says(f"a list among {', '.join(LINEAR_CLASSIFIERS)}")] = ["svm", "softmax"]
+    svm_loss: Choice(SVM_LOSSES) = "hinge"
 
 
-@dataclass
 class MLPParams(TrainingParams):
-    hidden_sizes: list = field(default_factory=lambda: [512])
-    activation: str = "relu"
-    dropout: float = 0.0
-    batchnorm: bool = False
-    loss: str = "softmax"
+    hidden_sizes: Annotated[
+        list[Width] | list[list[Width]], Says("a list of integers >= 1, or a list of such lists")
+    ] = [512]
+    activation: Choice(_activations) = "relu"
+    dropout: Momentum = 0.0
+    batchnorm: Flag = False
+    loss: Choice(("svm", "softmax"), "svm or softmax") = "softmax"
 
     @property
     def hidden_size_options(self) -> list[list[int]]:
@@ -102,18 +220,48 @@ class MLPParams(TrainingParams):
             return [list(option) for option in sizes]
         return [list(sizes)]
 
+    def architecture_count(self) -> int:
+        return len(self.hidden_size_options)
 
-@dataclass
-class Params:
-    seed: int
-    device: str
-    engine: str
-    data: DataParams
-    extractors: dict[str, dict]
-    extract_batch_size: int
-    extract_mirror: bool
-    linear: LinearParams
-    mlp: MLPParams
+
+def _extractor_settings(value):
+    """`pixels:` (nothing) and `pixels: {}` both mean an extractor with its default settings."""
+    if not isinstance(value, dict):
+        return value
+    for name, settings in value.items():
+        if settings is not None and not isinstance(settings, dict):
+            raise ParamsError(f"extractors.{name} must be a mapping of the extractor's settings ({{}} for its defaults); got {_shown(settings)}")
+    return {name: dict(settings or {}) for name, settings in value.items()}
+
+
+def _cuda_visible(device: str) -> str:
+    if device == "cuda":
+        import torch  # only here: no other setting needs it at load time
+
+        if not torch.cuda.is_available():
+            raise ParamsError("device: cuda but no CUDA GPU is visible to PyTorch; use auto or cpu")
+    return device
+
+
+class Params(_Section):
+    seed: Count(0) = 0
+    device: Annotated[Choice(DEVICES), AfterValidator(_cuda_visible)] = "auto"
+    engine: Choice(ENGINES) = "local"
+    data: DataParams = Field(default_factory=DataParams)
+    extract: ExtractParams = Field(default_factory=ExtractParams)
+    extractors: Annotated[
+        dict[str, dict[str, Any]], BeforeValidator(_extractor_settings), Says("a mapping of extractor names to their settings")
+    ] = {}
+    linear: LinearParams = Field(default_factory=LinearParams)
+    mlp: MLPParams = Field(default_factory=MLPParams)
+
+    @property
+    def extract_batch_size(self) -> int:
+        return self.extract.batch_size
+
+    @property
+    def extract_mirror(self) -> bool:
+        return self.extract.mirror
 
     def feature_set_members(self, feature_set: str) -> list[str]:
         """'hog+color_hist' -> ['hog', 'color_hist'], each checked to be a configured extractor."""
@@ -126,14 +274,67 @@ class Params:
             )
         return members
 
+    @model_validator(mode="after")
+    def _feature_sets_and_overrides(self):
+        for where, section in (("linear", self.linear), ("mlp", self.mlp)):
+            for feature_set in section.feature_sets:
+                self.feature_set_members(feature_set)
+            _check_overrides(section, where, list(self.extractors))
+        return self
 
-def _build(cls, section: dict | None, where: str):
-    section = dict(section or {})
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ParamsError(f"unknown key(s) {', '.join(unknown)} in {where}; allowed: {', '.join(sorted(known))}")
-    return cls(**section)
+
+def _check_overrides(section: TrainingParams, where: str, extractors: list[str]) -> None:
+    """Each override names a feature set and settings of its section, and leaves them in range.
+
+    The feature set need not be listed: trimming feature_sets (dvc exp run -S) keeps its overrides.
+    """
+    overridable = [name for name in type(section).model_fields if name not in NOT_OVERRIDABLE]
+    for feature_set, settings in section.overrides.items():
+        missing = [member for member in str(feature_set).split("+") if member not in extractors]
+        if missing:
+            raise ParamsError(
+                f"{where}.overrides.{feature_set}: {', '.join(missing)} is not a configured extractor ({', '.join(extractors)}); "
+                f"remove the override or add the extractor under `extractors` in params.yaml"
+            )
+        if not isinstance(settings, dict):
+            raise ParamsError(f"{where}.overrides.{feature_set} must map settings to values; got {_shown(settings)}")
+        unknown = sorted(set(settings) - set(overridable))
+        if unknown:
+            raise ParamsError(f"unknown key(s) {', '.join(unknown)} in {where}.overrides.{feature_set}; allowed: {', '.join(sorted(overridable))}")
+        section.for_feature_set(feature_set)
+
+
+def check_mlp(section: MLPParams, where: str = "mlp") -> None:
+    """Check an `mlp` section built by hand (load_params checks the file's already)."""
+    _validated(MLPParams, section.model_dump(), where)
+
+
+# --- reading the file --------------------------------------------------------------------------------
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where `1e-4` (no dot) is a string; DVC (YAML 1.2) and users read a number."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def read_yaml(path: str | Path):
+    """The YAML document in `path`; a syntax error is a ParamsError naming the file, line and column."""
+    path = Path(path)
+    try:
+        return yaml.load(path.read_text(), Loader=_Loader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        context, opened = getattr(error, "context", None), getattr(error, "context_mark", None)
+        if context and opened and opened is not mark:  # an unclosed bracket or quote: where it opened
+            problem += f", {context} at line {opened.line + 1}"
+        raise ParamsError(f"{where}: not valid YAML ({problem}); fix the syntax there") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -141,142 +342,88 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path} not found: run from the project root")
-    raw = yaml.safe_load(path.read_text()) or {}
-    extract = raw.get("extract") or {}
-    unknown = sorted(set(extract) - {"batch_size", "mirror"})
-    if unknown:
-        raise ParamsError(f"unknown key(s) {', '.join(unknown)} in extract; allowed: batch_size, mirror")
-    params = Params(
-        seed=int(raw.get("seed", 0)),
-        device=str(raw.get("device", "auto")),
-        engine=str(raw.get("engine", "local")),
-        data=_build(DataParams, raw.get("data"), "data"),
-        extractors={name: dict(value or {}) for name, value in (raw.get("extractors") or {}).items()},
-        extract_batch_size=int(extract.get("batch_size", 1000)),
-        extract_mirror=extract.get("mirror", False),
-        linear=_build(LinearParams, raw.get("linear"), "linear"),
-        mlp=_build(MLPParams, raw.get("mlp"), "mlp"),
-    )
-    params.data.check()
-    from pipeline.engine import ENGINES
-
-    _check_choice("engine", params.engine, ENGINES)
-    if params.device not in ("auto", "cpu", "cuda"):
-        raise ParamsError(f"device must be auto, cpu or cuda; got {params.device!r}")
-    unknown = [c for c in params.linear.classifiers if c not in ("svm", "softmax")]
-    if unknown:
-        raise ParamsError(f"linear.classifiers must be among svm, softmax; got {', '.join(unknown)}")
-    if params.extract_batch_size < 1:
-        raise ParamsError(f"extract.batch_size must be an integer >= 1; got {params.extract_batch_size}")
-    if not isinstance(params.extract_mirror, bool):
-        raise ParamsError(f"extract.mirror must be true or false; got {params.extract_mirror!r}")
-    for where, section in (("linear", params.linear), ("mlp", params.mlp)):
-        for feature_set in section.feature_sets:
-            params.feature_set_members(feature_set)
-        _check_section(section, where)
-        _check_overrides(section, where, params)
-    return params
+    raw = read_yaml(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path} must be a mapping of sections ({', '.join(Params.model_fields)}); got {_shown(raw)}")
+    return _validated(Params, raw, "", file_name=path.name)
 
 
-def _check_choice(key: str, value, options) -> None:
-    """Refuse a setting outside its allowed values, naming the key and every allowed value."""
-    if value not in options:
-        raise ParamsError(f"{key} must be one of {', '.join(options)}; got {value!r}")
+def _validated(model: type[BaseModel], data: dict, where: str, file_name: str = "params.yaml"):
+    """model.model_validate(data), its first error worded as one ParamsError line; `where` is the
+    dotted name of `data` ("" for the whole file)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ParamsError(_worded(error, model, data, where, file_name)) from None
 
 
-def _is_int(value, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+def _join(*parts) -> str:
+    return ".".join(str(part) for part in parts if part != "")
 
 
-def _check_training(section: TrainingParams, where: str) -> None:
-    """The ranges models.training.TrainConfig enforces, and the search settings, checked here so that
-    every stage, prepare first, refuses them before any work (TrainConfig is only built by a training
-    stage, after extraction); each message names the key and the allowed values."""
-    if not section.learning_rates or any(rate <= 0 for rate in section.learning_rates):
-        raise ParamsError(f"{where}.learning_rates must be a non-empty list of values > 0; got {section.learning_rates}")
-    if not section.reg_strengths or any(strength < 0 for strength in section.reg_strengths):
-        raise ParamsError(f"{where}.reg_strengths must be a non-empty list of values >= 0; got {section.reg_strengths}")
-    if not _is_int(section.batch_size, 1):
-        raise ParamsError(f"{where}.batch_size must be an integer >= 1; got {section.batch_size!r}")
-    if not 0 <= section.momentum < 1:
-        raise ParamsError(f"{where}.momentum must be in [0, 1); got {section.momentum}")
-    if section.regularization not in ("l2", "l1"):
-        raise ParamsError(f"{where}.regularization must be l2 or l1; got {section.regularization!r}")
-    if section.lr_schedule not in ("constant", "cosine"):
-        raise ParamsError(f"{where}.lr_schedule must be constant or cosine; got {section.lr_schedule!r}")
-    from models.augment import AUGMENTATIONS
-    from models.search import SEARCH_METHODS
-    from models.precision import REQUESTABLE as PRECISIONS
-    from models.training import OPTIMIZERS
-
-    epochs = section.epoch_options
-    if not epochs or not all(_is_int(value, 1) for value in epochs):
-        raise ParamsError(f"{where}.epochs must be an integer >= 1 or a non-empty list of them; got {section.epochs!r}")
-    _check_choice(f"{where}.optimizer", section.optimizer, OPTIMIZERS)
-    _check_choice(f"{where}.augment", section.augment, AUGMENTATIONS)
-    _check_choice(f"{where}.precision", section.precision, PRECISIONS)
-    _check_choice(f"{where}.search", section.search, SEARCH_METHODS)
-    if not _is_int(section.budget, 1):
-        raise ParamsError(f"{where}.budget must be an integer >= 1 (trials); got {section.budget!r}")
-    if not _is_int(section.patience, 0):
-        raise ParamsError(f"{where}.patience must be an integer >= 0 (0: no early stopping); got {section.patience!r}")
-    if not isinstance(section.refit, bool):
-        raise ParamsError(f"{where}.refit must be true or false; got {section.refit!r}")
-    grid_size = len(section.learning_rates) * len(section.reg_strengths) * len(epochs)
-    if isinstance(section, MLPParams):
-        grid_size *= len(section.hidden_size_options)
-    if section.search == "grid" and grid_size > section.budget:
-        raise ParamsError(
-            f"{where}: the search grid has {grid_size} points but {where}.budget is {section.budget}; "
-            f"raise {where}.budget or set {where}.search: random"
-        )
+def _shown(value) -> str:
+    """The value found, as the user wrote it: a quoted number is named as a string, with the fix."""
+    if value is None:
+        return "null (nothing)"
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d[\d_]*)?(\.\d*)?([eE][-+]?\d+)?", value.strip()) and any(c.isdigit() for c in value):
+        return f"the string {value!r}: write the number without quotes"
+    return repr(value)
 
 
-def _check_overrides(section: TrainingParams, where: str, params: Params) -> None:
-    """Each override names a feature set and settings of its section, and leaves them in range.
+def _worded(error: ValidationError, model: type[BaseModel], data: dict, where: str, file_name: str) -> str:
+    errors = error.errors(include_url=False)
+    first = errors[0]
+    loc = first["loc"]
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, ParamsError):
+        return str(cause)
+    if isinstance(cause, SectionRule):
+        return cause.worded(_join(where, *loc))
+    if first["type"] == "extra_forbidden":
+        parent = loc[:-1]
+        unknown = sorted(str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == parent)
+        allowed = sorted(_model_at(model, parent).model_fields)
+        return f"unknown key(s) {', '.join(unknown)} in {_join(where, *parent) or file_name}; allowed: {', '.join(allowed)}"
+    # the setting the error is under: nested sections are walked, a setting's own items are not
+    current, path = model, []
+    for part in loc:
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            break
+        path.append(part)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and len(path) < len(loc):
+            current = annotation
+            continue
+        break
+    key = _join(where, *path)
+    value = _value_at(data, path)
+    if path and isinstance(_annotation(model, path), type) and issubclass(_annotation(model, path), BaseModel):
+        section = _annotation(model, path)
+        return f"{key} must be a mapping of its settings ({', '.join(section.model_fields)}); got {_shown(value)}"
+    says = next((item for item in current.model_fields[path[-1]].metadata if isinstance(item, Says)), None) if path else None
+    if says is None:
+        return f"{key or file_name}: {first['msg']}; got {_shown(first.get('input'))}"
+    return f"{key} must be {says.text}; got {_shown(value)}"
 
-    The feature set need not be listed: trimming feature_sets (dvc exp run -S) keeps its overrides.
-    """
-    overridable = [f.name for f in fields(section) if f.name not in ("feature_sets", "overrides", "classifiers")]
-    if not isinstance(section.overrides, dict):
-        raise ParamsError(f"{where}.overrides must map feature sets to settings; got {section.overrides!r}")
-    for feature_set, settings in section.overrides.items():
-        missing = [member for member in str(feature_set).split("+") if member not in params.extractors]
-        if missing:
-            raise ParamsError(
-                f"{where}.overrides.{feature_set}: {', '.join(missing)} is not a configured extractor ({', '.join(params.extractors)}); "
-                f"remove the override or add the extractor under `extractors` in params.yaml"
-            )
-        if not isinstance(settings, dict):
-            raise ParamsError(f"{where}.overrides.{feature_set} must map settings to values; got {settings!r}")
-        unknown = sorted(set(settings) - set(overridable))
-        if unknown:
-            raise ParamsError(f"unknown key(s) {', '.join(unknown)} in {where}.overrides.{feature_set}; allowed: {', '.join(overridable)}")
-        _check_section(section.for_feature_set(feature_set), f"{where}.overrides.{feature_set}")
+
+def _model_at(model: type[BaseModel], path) -> type[BaseModel]:
+    for part in path:
+        model = model.model_fields[part].annotation
+    return model
 
 
-def _check_section(section: TrainingParams, where: str) -> None:
-    """Every setting of a `linear` or `mlp` section (or one feature set's overridden copy of it)."""
-    if isinstance(section, MLPParams):
-        check_mlp(section, where)  # first: the search grid's size counts its hidden_sizes options
-    else:
-        _check_choice(f"{where}.svm_loss", section.svm_loss, SVM_LOSSES)
-    _check_training(section, where)
+def _annotation(model: type[BaseModel], path):
+    parent = _model_at(model, path[:-1])
+    return parent.model_fields[path[-1]].annotation
 
 
-def check_mlp(section: MLPParams, where: str = "mlp") -> None:
-    from models.mlp import ACTIVATIONS
-
-    for option in section.hidden_size_options:
-        if not all(_is_int(size, 1) for size in option):
-            raise ParamsError(f"{where}.hidden_sizes must be a list of integers >= 1, or a list of such lists; got {section.hidden_sizes!r}")
-    _check_choice(f"{where}.activation", section.activation, ACTIVATIONS)
-    if not 0 <= section.dropout < 1:
-        raise ParamsError(f"{where}.dropout must be in [0, 1); got {section.dropout!r}")
-    if section.loss not in ("svm", "softmax"):
-        raise ParamsError(f"{where}.loss must be svm or softmax; got {section.loss!r}")
-    if not isinstance(section.batchnorm, bool):
-        raise ParamsError(f"{where}.batchnorm must be true or false; got {section.batchnorm!r}")
+def _value_at(data, path):
+    for part in path:
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
 
 
 def check_extractors(params: Params, names: list[str] | None = None) -> dict[str, int]:

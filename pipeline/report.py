@@ -2,7 +2,9 @@
 
 Which runs are current is DVC's answer (each training stage writes its MLflow run id to
 results/train/<classifier>-<feature_set>/run.json); their numbers come from MLflow, which holds the
-same dict as each stage's metrics.json, so the table agrees with `dvc metrics show`.
+same dict as each stage's metrics.json, so the table agrees with `dvc metrics show`. A stage that
+could not train (its run FAILED, its metrics.json `{"status": "failed", "reason": ...}`) is a row with
+that status and reason and blank numbers; the figures leave it out.
 """
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ import pandas as pd  # noqa: E402
 
 from pipeline.artifacts import train_dir  # noqa: E402
 from pipeline.io import read_json  # noqa: E402
-from pipeline.scores import PER_CLASS_PREFIX, metric_name  # noqa: E402
+from pipeline.scores import PER_CLASS_PREFIX, metric_names  # noqa: E402
 
 METRIC_COLUMNS = [
     "test_accuracy", "val_accuracy", "train_accuracy", "feature_dim", "n_parameters", "extract_seconds", "train_seconds", "search_seconds", "n_trials",
 ]
 FAMILY_MARKERS = {"svm": "s", "softmax": "^", "mlp": "o"}
+FINISHED, FAILED = "finished", "failed"  # a stage's status; "failed" is what its metrics.json says
 
 
 def expected_runs(params) -> list[tuple[str, str]]:
@@ -55,12 +58,14 @@ def _numeric(column: pd.Series) -> pd.Series:
 
 
 def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run of `mlflow.search_runs`' frame, best test accuracy first.
+    """One row per run of `mlflow.search_runs`' frame, best test accuracy first, failed stages last.
 
-    Columns: classifier, feature_set, the metrics of METRIC_COLUMNS, the chosen hyperparameters
-    (whatever `chosen.*` params the stages log), then the per-class test accuracies and the run id.
+    Columns: classifier, feature_set, status ("finished" or "failed"), the metrics of METRIC_COLUMNS,
+    the chosen hyperparameters (whatever `chosen.*` params the stages log), the per-class test
+    accuracies, the reason a stage failed (blank for the others) and the run id.
     """
-    table = pd.DataFrame({"classifier": runs["tags.classifier"], "feature_set": runs["tags.feature_set"]})
+    status = runs["tags.status"].fillna(FINISHED) if "tags.status" in runs else FINISHED
+    table = pd.DataFrame({"classifier": runs["tags.classifier"], "feature_set": runs["tags.feature_set"], "status": status})
     for name in METRIC_COLUMNS:
         table[name] = runs.get(f"metrics.{name}", np.nan)
     for name in ("feature_dim", "n_parameters", "n_trials"):  # counts; MLflow hands every metric back as a float
@@ -71,12 +76,24 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
         table[column.removeprefix("params.chosen.")] = values if pd.api.types.is_numeric_dtype(values) else values.fillna("")
     for column in sorted(c for c in runs.columns if c.startswith(f"metrics.{PER_CLASS_PREFIX}")):
         table[column.removeprefix("metrics.")] = runs[column]
+    table["reason"] = runs["tags.reason"].fillna("") if "tags.reason" in runs else ""
     table["run_id"] = runs["run_id"]
     return table.sort_values(["test_accuracy", "classifier", "feature_set"], ascending=[False, True, True], ignore_index=True)
 
 
+def trained(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the stages that trained: what the figures draw."""
+    return table[table["status"] != FAILED]
+
+
+def blank_missing(table: pd.DataFrame) -> pd.DataFrame:
+    """The table for reading (Markdown, HTML, a terminal): a failed stage's numbers blank, not nan or <NA>."""
+    return table.astype(object).where(table.notna(), "")
+
+
 def best_of_each_family(table: pd.DataFrame) -> pd.DataFrame:
-    """The top row (best test accuracy) of the linear classifiers and of the MLPs, those that ran."""
+    """The top row (best test accuracy) of the linear classifiers and of the MLPs, of those that trained."""
+    table = trained(table)
     families = table["classifier"].map(family)
     return table.loc[[families[families == name].index[0] for name in ("linear", "mlp") if (families == name).any()]]
 
@@ -108,7 +125,7 @@ def accuracy_vs_feature_dim_figure(table: pd.DataFrame, dataset: str):
 
 def per_class_accuracy_figure(best: pd.DataFrame, class_names: list[str], dataset: str):
     """Heat map: one row per family's best model, one column per class, test accuracy in the cells."""
-    values = np.array([[row.get(metric_name(name), np.nan) for name in class_names] for _, row in best.iterrows()], dtype=float)
+    values = np.array([[row.get(key, np.nan) for key in metric_names(class_names)] for _, row in best.iterrows()], dtype=float)
     labels = [f"{row['classifier']} on {row['feature_set']}" for _, row in best.iterrows()]
     figure, axes = plt.subplots(figsize=(1.6 + 0.75 * len(class_names), 1.4 + 0.6 * len(labels)))
     image = axes.imshow(values, cmap="viridis", vmin=0, vmax=1, aspect="auto")
@@ -147,16 +164,26 @@ def misclassified_figure(best: pd.DataFrame, test_images: np.ndarray, dataset: s
     return figure
 
 
+def nothing_trained_figure(dataset: str):
+    """What a figure shows when no stage trained: a pointer to the table's reasons."""
+    figure, axes = plt.subplots(figsize=(7, 2))
+    axes.axis("off")
+    axes.text(0.5, 0.5, f"No stage trained on {dataset}: see the reasons in comparison.md", ha="center", va="center")
+    return figure
+
+
 def html_page(table: pd.DataFrame, dataset: str, figure_files: list[str]) -> str:
     """A standalone page: the table, then the figures (files beside it)."""
+    n_failed = int((table["status"] == FAILED).sum())
+    failed_note = f"; {n_failed} stage(s) failed to train, listed last with the reason" if n_failed else ""
     images = "\n".join(f'<p><img src="{html.escape(name)}" alt="{html.escape(name)}" style="max-width:100%"></p>' for name in figure_files)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>featurebench: {html.escape(dataset)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;font-size:13px}} td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}</style>
 </head><body>
 <h1>featurebench: {html.escape(dataset)}</h1>
-<p>Best test accuracy first. Numbers read back from MLflow; the same as <code>dvc metrics show</code>.</p>
-{table.to_html(index=False, float_format=lambda value: f"{value:.4g}", border=0)}
+<p>Best test accuracy first{failed_note}. Numbers read back from MLflow; the same as <code>dvc metrics show</code>.</p>
+{blank_missing(table).to_html(index=False, float_format=lambda value: f"{value:.4g}", border=0)}
 {images}
 </body></html>
 """

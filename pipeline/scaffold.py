@@ -96,6 +96,9 @@ def check_new_name(root: Path, name: str, registered: list[str], built_in: tuple
 
 
 def _load_params(root: Path):
+    from pipeline.params import read_yaml
+
+    read_yaml(root / "params.yaml")  # a syntax error as one line naming the file and line, not ruamel's traceback
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.representer.add_representer(type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))

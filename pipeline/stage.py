@@ -6,8 +6,11 @@ from typing import Callable
 
 from pipeline.datasets import DataError
 from pipeline.params import ParamsError
+from pipeline.tracking import StoreError
 
-USER_ERRORS = (DataError, ParamsError, ValueError, FileNotFoundError, FloatingPointError)
+# Errors a user can cause and fix (bad params or YAML, data, names, a read-only MLflow store or output
+# folder); their messages name the problem and the fix. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (DataError, ParamsError, StoreError, ValueError, FileNotFoundError, PermissionError, FloatingPointError)
 
 
 def run_stage(main: Callable[[], None], name: str) -> None:
@@ -20,4 +23,3 @@ def run_stage(main: Callable[[], None], name: str) -> None:
     except KeyboardInterrupt:
         print(f"featurebench {name}: interrupted; nothing was written", file=sys.stderr)
         sys.exit(130)
-

@@ -103,24 +103,57 @@ def ensure_experiment(name: str, artifact_location: str | None):
     return experiment
 
 
+class StoreError(RuntimeError):
+    """The MLflow store cannot be written (a read-only file, folder or URI); the message names it and the fix."""
+
+
+READ_ONLY_SIGNS = ("readonly database", "read-only file system", "unable to open database file")
+
+
+@contextmanager
+def writable_store(uri: str):
+    """Turn MLflow's failure to write `uri` (a 70-frame SQLAlchemy traceback) into one StoreError line."""
+    try:
+        yield
+    except Exception as error:
+        reason = _read_only_reason(error)
+        if reason is None:
+            raise
+        raise StoreError(
+            f"the MLflow store {uri} is read-only ({reason}); make the file and its folder writable, "
+            "or set MLFLOW_TRACKING_URI to a store you can write"
+        ) from None
+
+
+def _read_only_reason(error: BaseException) -> str | None:
+    """The line of `error` (or of an error it wraps) that says the store is read-only, else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        for line in str(error).splitlines():
+            if any(sign in line.lower() for sign in READ_ONLY_SIGNS):
+                return line.strip().removeprefix("(sqlite3.OperationalError) ")
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def create_store_once(uri: str) -> None:
     """Create a fresh SQLite store's tables while holding a lock, so parallel stages cannot race.
 
     MLflow's tracking store migrates an empty database without a lock: two stages opening a fresh
     store at the same time (`dvc queue start -j 2`) both run the migrations and one fails with
     "duplicate column name". Once the tables exist, opening the store only reads the schema.
+    filelock locks on Windows too (msvcrt), where fcntl does not exist.
     """
-    if not uri.startswith("sqlite:///") or os.name == "nt":  # no fcntl on Windows
+    if not uri.startswith("sqlite:///"):
         return
-    import fcntl
     import hashlib
-    import tempfile
 
     import mlflow
+    from filelock import FileLock
 
     key = hashlib.sha256(uri.encode()).hexdigest()[:16]
-    with open(Path(tempfile.gettempdir()) / f"featurebench-store-{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    with FileLock(Path(tempfile.gettempdir()) / f"featurebench-store-{key}.lock"):
         mlflow.MlflowClient(uri).search_experiments(max_results=1)
 
 
@@ -150,13 +183,10 @@ def end_abandoned_runs(experiment_id: str, stage: str) -> list[str]:
 
 
 def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
+    """True while `pid` runs, someone else's process included (psutil: os.kill(pid, 0) would signal it on Windows)."""
+    import psutil
+
+    return psutil.pid_exists(pid)
 
 
 def connect(dataset: str):
@@ -165,37 +195,59 @@ def connect(dataset: str):
 
     # decided before set_tracking_uri, which exports MLFLOW_TRACKING_URI itself
     own_store = not os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(tracking_uri())
-    create_store_once(tracking_uri())
-    return ensure_experiment(experiment_name(dataset), (project_root() / "mlruns").as_uri() if own_store else None)
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    with writable_store(uri):  # its tag writes are the stage's first: a read-only store stops it here
+        create_store_once(uri)
+        return ensure_experiment(experiment_name(dataset), (project_root() / "mlruns").as_uri() if own_store else None)
+
+
+def find_experiment(dataset: str):
+    """The data set's experiment in the project's store, or None; only reads, so a read-only store will do."""
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    with writable_store(uri):  # a store that does not exist yet is created, which a read-only folder refuses
+        return mlflow.MlflowClient().get_experiment_by_name(experiment_name(dataset))
 
 
 # --- run groups: one parent run per `dvc repro` / `dvc exp run` -------------------------------------
 
-def _proc_stat(pid: int) -> list[str]:
-    """/proc/PID/stat fields after the command name (which may hold spaces): [state, ppid, ...]."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return text[text.rindex(")") + 2 :].split()
-
-
-def _is_dvc(pid: int) -> bool:
-    """True for `dvc ...`, `python .../bin/dvc ...` and `python -m dvc ...`."""
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    names = [os.path.basename(arg.decode(errors="replace")) for arg in argv[:2]]
-    return "dvc" in names or "dvc.exe" in names or argv[1:3] == [b"-m", b"dvc"]
+def _is_dvc(process) -> bool:
+    """True for `dvc ...`, `python .../bin/dvc ...` and `python -m dvc ...` (a psutil.Process)."""
+    argv = process.cmdline()
+    names = [os.path.basename(arg) for arg in argv[:2]]
+    return "dvc" in names or "dvc.exe" in names or argv[1:3] == ["-m", "dvc"]
 
 
 def dvc_ancestor(pid: int | None = None) -> int | None:
-    """The nearest process above `pid` (default: this one) that runs dvc, or None (or no /proc)."""
-    pid = os.getpid() if pid is None else pid
+    """The nearest process above `pid` (default: this one) that runs dvc, or None.
+
+    psutil walks the parents on Linux, macOS and Windows alike; an ancestor whose command line
+    cannot be read (another user's, or gone meanwhile) is passed over.
+    """
+    import psutil
+
     try:
-        while pid > 1:
-            pid = int(_proc_stat(pid)[1])
-            if pid > 1 and _is_dvc(pid):
-                return pid
-    except (OSError, ValueError, IndexError):
-        pass
+        parents = psutil.Process(pid).parents()
+    except psutil.Error:
+        return None
+    for parent in parents:
+        try:
+            if _is_dvc(parent):
+                return parent.pid
+        except psutil.Error:
+            continue
     return None
+
+
+def _boot_id() -> str:
+    """Linux's id of this boot, where the kernel offers one; elsewhere the process start times suffice."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        return "boot"
 
 
 def run_group() -> str:
@@ -203,36 +255,31 @@ def run_group() -> str:
 
     The stages are separate processes; what they share is the dvc process that started them (one
     per queued or temp experiment too), identified by host, boot, pid and start time so a reused pid
-    is a new group. `featurebench run` sets FEATUREBENCH_RUN_GROUP instead. A stage run by hand
-    outside dvc is a group of its own.
+    is a new group. The start time is taken since boot: psutil's wall-clock start time moves when
+    the clock is set, and two stages of one repro must compute the same key. `featurebench run`
+    sets FEATUREBENCH_RUN_GROUP instead. A stage run by hand outside dvc is a group of its own.
     """
+    import psutil
+
     if os.environ.get(RUN_GROUP_ENV):
         return os.environ[RUN_GROUP_ENV]
     pid = dvc_ancestor() or os.getpid()
     try:
-        started = _proc_stat(pid)[19]
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
-    except (OSError, IndexError):
-        started, boot = str(time.time_ns()), "noproc"
-    return f"{socket.gethostname()}-{boot}-{pid}-{started}"
+        started = f"{psutil.Process(pid).create_time() - psutil.boot_time():.2f}"
+    except psutil.Error:
+        started = str(time.time_ns())
+    return f"{socket.gethostname()}-{_boot_id()}-{pid}-{started}"
 
 
 @contextmanager
 def _group_lock():
-    """Serializes finding-or-creating a group's parent among this machine's stages (no-op without fcntl)."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
+    """Serializes finding-or-creating a group's parent among this machine's stages (filelock: any OS)."""
+    from filelock import FileLock
+
     folder = project_root() / ".dvc" / "tmp"
     lock_path = (folder if folder.is_dir() else Path(tempfile.gettempdir())) / "featurebench-run-group.lock"
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(lock_path):
+        yield
 
 
 def group_tags(dataset: str) -> dict:
@@ -343,6 +390,19 @@ def training_run(*, dataset: str, run_name: str, tags: dict, params: dict, data:
         _close_parent(parent_id, failed)
 
 
+def log_failed(metrics: dict) -> None:
+    """End the active stage run FAILED, holding the dict its metrics.json holds: numbers as metrics, text as tags.
+
+    For a stage that could not train (`{"status": "failed", "reason": ...}`): the report reads the
+    reason back from the tag, as it reads a trained stage's accuracy from the metric.
+    """
+    import mlflow
+
+    mlflow.log_metrics({key: value for key, value in metrics.items() if isinstance(value, (int, float)) and not isinstance(value, bool)})
+    mlflow.set_tags({key: value for key, value in metrics.items() if isinstance(value, str)})
+    mlflow.end_run("FAILED")
+
+
 def log_epoch(record) -> None:
     """Per-epoch curves, step = epoch number."""
     import mlflow
@@ -431,7 +491,9 @@ def read_runs(dataset: str, run_ids: list[str]):
     """pandas DataFrame (mlflow.search_runs) of exactly these runs; a missing run is a FileNotFoundError."""
     import mlflow
 
-    experiment = connect(dataset)
+    experiment = find_experiment(dataset)  # reading writes nothing: `featurebench compare` works on a read-only store
+    if experiment is None:
+        raise FileNotFoundError(f"the MLflow store {tracking_uri()} has no experiment {experiment_name(dataset)}; run `dvc repro --force` to log the runs again")
     frame = mlflow.search_runs(
         [experiment.experiment_id],
         filter_string="attributes.run_id IN ({})".format(", ".join(f"'{run_id}'" for run_id in run_ids)),

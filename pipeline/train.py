@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import asdict, dataclass
 
@@ -21,7 +23,7 @@ from models.figures import confusion_figure, confusion_matrix, learning_curve_fi
 from models.mlp import MLPConfig, StandardizedClassifier
 from models.precision import resolve_precision
 from models.search import SearchSpace, candidates, refit, search
-from models.training import TrainConfig, choose_device, evaluate, fit_channel_standardization, fit_standardization, predict
+from models.training import TrainConfig, TrainingFailed, choose_device, evaluate, fit_channel_standardization, fit_standardization, predict
 from pipeline import tracking
 from pipeline.artifacts import (
     PREPARED_DIR,
@@ -46,6 +48,9 @@ from pipeline.io import atomic_path, write_json
 from pipeline.params import CLASSIFIERS, ParamsError, load_params
 from pipeline.scores import per_class_accuracy
 from pipeline.stage import run_stage
+
+LEARNING_CURVE_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_accuracy"]
+PREDICTION_COLUMNS = ["index", "actual", "predicted"]  # index: the image's row in data/prepared/test_images.npy
 
 
 def write_csv(path, header: list[str], rows) -> None:
@@ -177,7 +182,7 @@ class Fitted:
 def fit_and_score(data: TrainingData, configs: list, device: torch.device, refit_chosen: bool) -> Fitted:
     """Search the configurations on val, refit the chosen one on train + val (when asked), predict test once."""
     start = time.perf_counter()
-    best, trials = search(configs, data.train, data.train_labels, data.val, data.val_labels, device, augment=data.augment)
+    best, trials = search(configs, data.train, data.train_labels, data.val, data.val_labels, device, augment=data.augment, class_names=data.class_names)
     search_seconds = time.perf_counter() - start
     model = best.model
     if refit_chosen:
@@ -232,17 +237,38 @@ def write_results(out: Path, fitted: Fitted, data: TrainingData, chosen: dict, m
     names = np.asarray(data.class_names)
     write_csv(
         out / "learning_curve.csv",
-        ["epoch", "train_loss", "train_accuracy", "val_accuracy"],
+        LEARNING_CURVE_COLUMNS,
         [(r.epoch, round(r.train_loss, 5), round(r.train_accuracy, 4), round(r.val_accuracy, 4)) for r in fitted.best.history],
     )
     write_csv(
         out / "predictions.csv",
-        ["index", "actual", "predicted"],  # index: the image's row in data/prepared/test_images.npy
+        PREDICTION_COLUMNS,
         zip(range(len(fitted.test_predictions)), names[data.test_labels.numpy()], names[fitted.test_predictions]),
     )
     write_json(out / "chosen.json", chosen)
     write_json(out / "run.json", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "dataset": data.meta["dataset"]})
     write_json(out / "metrics.json", metrics)
+
+
+@contextmanager
+def failure_recorded(stage: str, classifier: str, feature_set: str, run, dataset: str):
+    """A TrainingFailed inside ends the stage as failed, not as an error: the MLflow run FAILED with the
+    reason, outputs that say so (metrics.json {"status": "failed", "reason": ...}, empty curves), one line
+    on stderr, and exit status 0, so `dvc repro` goes on with the other stages and the report lists this one.
+    """
+    try:
+        yield
+    except TrainingFailed as failure:
+        metrics = {"status": "failed", "reason": str(failure)}
+        tracking.log_failed(metrics)
+        out = train_dir(classifier, feature_set)
+        write_csv(out / "learning_curve.csv", LEARNING_CURVE_COLUMNS, [])
+        write_csv(out / "predictions.csv", PREDICTION_COLUMNS, [])
+        write_json(out / "chosen.json", {})
+        write_json(out / "run.json", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "dataset": dataset})
+        write_json(out / "metrics.json", metrics)
+        print(f"featurebench train: {stage} failed (the other stages go on): {failure}", file=sys.stderr)
+        raise SystemExit(0) from None
 
 
 def main() -> None:
@@ -302,7 +328,10 @@ def main() -> None:
     }
     dataset = data.meta["dataset"]
     data_input = tracking.DataInput(dataset, prepared_digest(), str(PREPARED_DIR.resolve()), open_images("train"), read_labels("train"))
-    with tracking.training_run(dataset=dataset, run_name=f"{args.classifier}-{args.feature_set}", tags=run_tags, params=run_params, data=data_input) as run:
+    with (
+        tracking.training_run(dataset=dataset, run_name=f"{args.classifier}-{args.feature_set}", tags=run_tags, params=run_params, data=data_input) as run,
+        failure_recorded(stage, args.classifier, args.feature_set, run, dataset),
+    ):
         configs = candidates(space, base, base_model, section.search, section.budget, params.seed)
         fitted = fit_and_score(data, configs, device, section.refit)
         tracking.log_trials(fitted.trials)

@@ -13,11 +13,13 @@ import hashlib
 import io
 import numbers
 import os
+import stat
 import tarfile
 import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +40,23 @@ SPLIT_NAMES = ("train", "test")
 ON_BAD_IMAGE = ("error", "skip")
 _LAYOUTS_HELP = "expected <root>/<class>/<image> or <root>/train|test/<class>/<image>"
 
+# An image file larger than this is not read: a 50-megapixel camera JPEG is about 25 MB, and a file
+# that will be shrunk to image_size pixels never needs more. Without a limit, a 1 MB zip holding a
+# 1 GiB member took 2.5 GB of memory to prepare.
+MAX_IMAGE_FILE_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A file left unread, and why: too large, or not a regular file (a pipe would block forever)."""
+
+    reason: str
+
+
 # A path as a tuple of its components, relative to the directory or archive root.
 Parts = tuple[str, ...]
-# What a reader yields: a folder (data None) or an image file with its bytes.
-Entry = tuple[Parts, bytes | None]
+# What a reader yields: a folder (data None), an image file with its bytes, or a file it would not read.
+Entry = tuple[Parts, bytes | Unreadable | None]
 
 
 def load_imagefolder(
@@ -96,6 +111,9 @@ def load_imagefolder(
             if data is None:
                 folders.add(parts)
                 continue
+            if isinstance(data, Unreadable):
+                bad.append({"path": "/".join(parts), "reason": data.reason})
+                continue
             try:
                 decoded[parts] = _decode_image(data, image_size)
             except UnidentifiedImageError:  # its message names a BytesIO object, not the file
@@ -141,10 +159,15 @@ def _shown_name(path: Path, parts: Parts) -> str:
 
 
 def _directory_entries(root: Path) -> tuple[int, Iterator[Entry]]:
-    """Every folder and file under root, listed first so the progress bar knows the total."""
+    """Every folder and file under root, listed first so the progress bar knows the total.
+
+    Symlinks are followed only where they stay inside root: a link out of it would make any folder on
+    the machine a class, and the data set would no longer be what data.path holds.
+    """
     folders: list[Parts] = []
     files: list[Parts] = []
     seen_real_paths = set()
+    real_root = root.resolve()
     # followlinks: subsets are often built from symlinked class folders; seen_real_paths stops cycles.
     for current, dir_names, file_names in os.walk(root, followlinks=True):
         real_path = os.path.realpath(current)
@@ -154,19 +177,85 @@ def _directory_entries(root: Path) -> tuple[int, Iterator[Entry]]:
         seen_real_paths.add(real_path)
         relative = Path(current).relative_to(root).parts
         dir_names[:] = sorted(name for name in dir_names if not _is_skipped((name,)))
+        file_names = sorted(name for name in file_names if not _is_skipped((name,)))
+        for name in dir_names + file_names:
+            _refuse_link_outside(root, real_root, Path(current) / name)
         folders.extend(relative + (name,) for name in dir_names)
-        files.extend(relative + (name,) for name in sorted(file_names) if not _is_skipped((name,)))
+        files.extend(relative + (name,) for name in file_names)
 
     def entries() -> Iterator[Entry]:
         for parts in folders:
             yield parts, None
         for parts in files:
-            try:
-                yield parts, root.joinpath(*parts).read_bytes()
-            except OSError as error:
-                raise DataError(f"cannot read {root.joinpath(*parts)}: {error}") from None
+            yield parts, read_image_file(root.joinpath(*parts))
 
     return len(folders) + len(files), entries()
+
+
+def _refuse_link_outside(root: Path, real_root: Path, path: Path) -> None:
+    if not path.is_symlink():
+        return
+    target = path.resolve()
+    if not target.is_relative_to(real_root):
+        raise DataError(
+            f"{path} is a symlink to {target}, outside {root}; an image folder is read only from inside "
+            "data.path: replace the link with a copy of what it points to, or remove it"
+        )
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def read_image_file(path: Path, limit: int = MAX_IMAGE_FILE_BYTES) -> bytes | Unreadable:
+    """The bytes of the regular file at path, or Unreadable(why) for anything prepare must not read.
+
+    Pipes, sockets and devices are never opened (reading a pipe waits for a writer forever), and
+    the file is opened non-blocking and checked again in case it was swapped for one in between.
+    A file over `limit` bytes is refused by its size, and read with a bounded read so that one
+    growing meanwhile cannot take more memory either.
+    """
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            return Unreadable(f"{_file_kind(mode)}, not an image file; remove it from the folder")
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(descriptor, "rb") as file:
+            status = os.fstat(file.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                return Unreadable(f"{_file_kind(status.st_mode)}, not an image file; remove it from the folder")
+            if status.st_size > limit:
+                return _too_large(status.st_size, limit)
+            return read_at_most(file, limit)
+    except OSError as error:  # permission denied, a broken symlink, a disk error
+        return Unreadable(f"{type(error).__name__}: {error.strerror or error}")
+
+
+def read_at_most(stream, limit: int, chunk_bytes: int = 1 << 20) -> bytes | Unreadable:
+    """All of stream if it holds at most `limit` bytes, else Unreadable; never more than limit + 1 read.
+
+    Read a chunk at a time: one `read(limit + 1)` on a zip member inflates up to limit + 1 bytes
+    before zipfile cuts them to the size the header claims, so a header understating a 64 MiB
+    member still cost 134 MB of memory.
+    """
+    data = bytearray()
+    while len(data) <= limit:
+        block = stream.read(min(chunk_bytes, limit + 1 - len(data)))
+        if not block:
+            return bytes(data)
+        data += block
+    return _too_large(None, limit)
+
+
+def _too_large(size: int | None, limit: int) -> Unreadable:
+    stated = f"{size / (1 << 20):,.0f} MiB" if size is not None else "more bytes than its size claimed"
+    return Unreadable(f"{stated}, over the {limit >> 20} MiB limit for one image file; shrink it or remove it")
 
 
 def _tar_entries(archive_path: Path) -> Iterator[Entry]:
@@ -179,8 +268,10 @@ def _tar_entries(archive_path: Path) -> Iterator[Entry]:
                     continue
                 if member.isdir():
                     yield parts, None
+                elif member.isfile() and member.size > MAX_IMAGE_FILE_BYTES:
+                    yield parts, _too_large(member.size, MAX_IMAGE_FILE_BYTES)  # the stream skips it unread
                 elif member.isfile():
-                    yield parts, archive.extractfile(member).read()
+                    yield parts, read_at_most(archive.extractfile(member), MAX_IMAGE_FILE_BYTES)
                 else:
                     raise DataError(
                         f"{archive_path}:{member.name} is a link or special file; "
@@ -204,11 +295,22 @@ def _zip_entries(archive_path: Path) -> tuple[int, Iterator[Entry]]:
                 if not parts:
                     continue
                 try:
-                    yield parts, None if member.is_dir() else archive.read(member)
+                    yield parts, _read_zip_member(archive, member)
                 except ZIP_READ_ERRORS as error:
                     raise DataError(f"{archive_path}:{member.filename} cannot be read: {error}") from None
 
     return len(members), entries()
+
+
+def _read_zip_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes | Unreadable | None:
+    """None for a folder; a member's declared size is checked before it is inflated, its bytes are
+    read bounded all the same (a zip's header may lie: 1 MB of zip can inflate to gigabytes)."""
+    if member.is_dir():
+        return None
+    if member.file_size > MAX_IMAGE_FILE_BYTES:
+        return _too_large(member.file_size, MAX_IMAGE_FILE_BYTES)
+    with archive.open(member) as source:
+        return read_at_most(source, MAX_IMAGE_FILE_BYTES)
 
 
 def _decode_image(data: bytes, image_size: int) -> np.ndarray:

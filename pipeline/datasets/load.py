@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from pipeline.datasets import DataError, ImageSet, RawDataset
 
@@ -51,35 +50,86 @@ def resized(raw: RawDataset, image_size: int) -> RawDataset:
     return RawDataset(raw.class_names, resize(raw.train), resize(raw.test), raw.source, raw.checksum, raw.skipped)
 
 
+GENERIC_FOLDER_NAMES = {
+    "data", "dataset", "datasets", "images", "image", "imgs", "img", "photos", "pictures", "pics",
+    "train", "training", "all", "raw", "files", "samples", "classes",
+}
+
+
 def dataset_label(data) -> str:
-    """The name runs are grouped under: shapes, cifar10, or the image folder's own name."""
+    """The name runs are grouped under (the MLflow experiment featurebench/<label>): data.label if set,
+    else shapes, cifar10, or the image folder's own name without an archive suffix. A generic name
+    says nothing ("sign-digits/Dataset" would be "Dataset"), so the folders above it join until one is
+    not generic: "sign-digits-dataset"; "photos/2024/train.zip" -> "2024-train".
+    """
+    if getattr(data, "label", None):
+        return data.label
     if data.name != "imagefolder":
         return data.name
-    name = Path(data.path).name
-    for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    parts = []
+    for folder in [Path(data.path).expanduser(), *Path(data.path).expanduser().parents]:
+        name = folder.name
+        for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
+            if name.lower().endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        if not name or name in (".", ".."):
+            break
+        parts.insert(0, name)
+        if name.lower() not in GENERIC_FOLDER_NAMES:
+            break
+    if len(parts) > 1:
+        return "-".join(part.lower() if part.lower() in GENERIC_FOLDER_NAMES else part for part in parts)
+    return parts[0] if parts else Path(data.path).resolve().name
 
 
-def stratified_split(images: ImageSet, fraction: float, seed: int, what: str) -> tuple[ImageSet, ImageSet]:
-    """(rest, held_out) with `fraction` of each class held out."""
-    counts = np.bincount(images.labels)
-    if (counts[counts > 0] < 2).any():
-        raise DataError(f"every class needs at least 2 images to carve a {what} split; some have {counts.min()}")
-    try:
-        rest, held = train_test_split(np.arange(len(images)), test_size=fraction, random_state=seed, stratify=images.labels)
-    except ValueError as error:
-        raise DataError(f"cannot carve a {what} split of {fraction:.0%} from {len(images)} images: {error}") from None
-    rest, held = np.sort(rest), np.sort(held)
+# Held-out images per class: one for validation, one for test, and at least one left to train on.
+MIN_IMAGES_PER_CLASS = {"without a test split": 3, "with a test split": 2}
+_SPLIT_SALT = {"test": 1, "validation": 2}  # the two carvings draw from different streams of one seed
+
+
+def stratified_split(images: ImageSet, fraction: float, seed: int, what: str, keep: int = 1) -> tuple[ImageSet, ImageSet]:
+    """(rest, held_out) with round(fraction * count) of each class held out, but at least 1 and never
+    more than leaves `keep` behind: a small class still gets a validation and a test image, where a
+    proportional split of the whole set would give it none and score it on nothing.
+    """
+    if not 0 < fraction < 1:
+        raise DataError(f"the {what} fraction must be between 0 and 1; got {fraction}")
+    rng = np.random.default_rng([seed, _SPLIT_SALT.get(what, 0)])
+    held = []
+    for label in np.unique(images.labels):
+        members = rng.permutation(np.flatnonzero(images.labels == label))
+        count = int(np.clip(np.floor(fraction * len(members) + 0.5), 1, len(members) - keep))
+        held.append(members[:count])
+    held = np.sort(np.concatenate(held))
+    rest = np.setdiff1d(np.arange(len(images)), held)
     return ImageSet(images.images[rest], images.labels[rest]), ImageSet(images.images[held], images.labels[held])
+
+
+def check_class_sizes(raw: RawDataset) -> None:
+    """Refuse classes too small to give train, validation and test one image each, naming them all."""
+    given_test = raw.test is not None
+    minimum = MIN_IMAGES_PER_CLASS["with a test split" if given_test else "without a test split"]
+    counts = np.bincount(raw.train.labels, minlength=len(raw.class_names))
+    small = [f"{raw.class_names[label]!r} ({count} image{'' if count == 1 else 's'})" for label, count in enumerate(counts) if count < minimum]
+    if small:
+        needs = "train and validation" if given_test else "train, validation and test"
+        raise DataError(
+            f"class folder(s) {', '.join(small)} {'in train/ ' if given_test else ''}hold fewer than {minimum} images, "
+            f"one each for {needs}; add images to them or remove the folder(s)"
+        )
+    if given_test:
+        absent = [repr(raw.class_names[label]) for label, count in enumerate(np.bincount(raw.test.labels, minlength=len(raw.class_names))) if count == 0]
+        if absent:
+            raise DataError(f"class(es) {', '.join(absent)} have no test images; add some to test/<class> or remove the class")
 
 
 def prepare_splits(raw: RawDataset, val_fraction: float, test_fraction: float, seed: int) -> PreparedDataset:
     if len(raw.class_names) < 2:
         raise DataError(f"a classification data set needs at least 2 classes; found {raw.class_names}")
+    check_class_sizes(raw)
     train, test = raw.train, raw.test
     if test is None:
-        train, test = stratified_split(train, test_fraction, seed, "test")
+        train, test = stratified_split(train, test_fraction, seed, "test", keep=2)  # 2: one for val, one to train
     train, val = stratified_split(train, val_fraction, seed, "validation")
     return PreparedDataset(raw.class_names, train, val, test, raw.source, raw.checksum, raw.skipped)

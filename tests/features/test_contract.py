@@ -35,6 +35,20 @@ def test_rows_do_not_depend_on_the_batch(name, images):
     np.testing.assert_allclose(batch, one_at_a_time, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("view", ["transposed", "flipped", "fortran_order", "every_other_image"])
+@pytest.mark.parametrize("name", extractor_names())
+def test_a_view_that_is_not_c_contiguous_gives_the_rows_of_its_contiguous_copy(name, images, view):
+    """Rotated or flipped batches, np.asfortranarray, slices: the strides must not change the features."""
+    views = {
+        "transposed": images.transpose(0, 2, 1, 3),
+        "flipped": images[:, ::-1, ::-1],
+        "fortran_order": np.asfortranarray(images),
+        "every_other_image": images[::2],
+    }
+    extractor = build(name).fit(images)
+    np.testing.assert_array_equal(extractor.transform(views[view]), extractor.transform(np.ascontiguousarray(views[view])))
+
+
 @pytest.mark.parametrize("name", extractor_names())
 def test_same_input_same_output(name, images):
     first = build(name).fit(images).transform(images)

@@ -117,6 +117,29 @@ def test_near_ties_between_channels_break_as_argmax_of_hypot(rng, dtype):
     np.testing.assert_array_equal(col, np.take_along_axis(g_col, dominant, axis=0)[0])
 
 
+NON_CONTIGUOUS_VIEWS = {
+    "rot90": lambda images: np.rot90(images, axes=(1, 2)),
+    "transposed": lambda images: np.swapaxes(images, 1, 2),
+    "fortran_order": np.asfortranarray,
+    "flipped": lambda images: images[:, ::-1],
+    "every_other_image": lambda images: images[::2],
+}
+
+
+@pytest.mark.parametrize("view", NON_CONTIGUOUS_VIEWS)
+@pytest.mark.parametrize("colour", [False, True], ids=["grey", "colour"])
+def test_views_that_are_not_c_contiguous_match_skimage(rng, view, colour):
+    """Rotated, transposed and Fortran-order arrays once lost the binning's writes through ravel()."""
+    images = NON_CONTIGUOUS_VIEWS[view](rng.random((6, 24, 24, 3) if colour else (6, 24, 24)))
+    assert not images.flags.c_contiguous
+    params = dict(orientations=9, pixels_per_cell=4, cells_per_block=2, block_norm="L2-Hys")
+    assert_matches_skimage(images, **params, channel_axis=-1 if colour else None)
+    np.testing.assert_array_equal(
+        hog_batch(images, **params, channel_axis=-1 if colour else None),
+        hog_batch(np.ascontiguousarray(images), **params, channel_axis=-1 if colour else None),
+    )
+
+
 def test_grayscale_of_a_batch_is_rgb2gray_of_each_image(rng):
     images = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     batch = rgb2gray(images)

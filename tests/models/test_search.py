@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from models.mlp import MLPConfig
-from models.search import SearchSpace, candidates, refit, search
-from models.training import TrainConfig, evaluate
+from models.search import HUGE_FEATURE, SearchSpace, candidates, diagnose, refit, search
+from models.training import TrainConfig, TrainingFailed, evaluate
 from tests.models.test_training import separable_blobs
 
 SPACE = SearchSpace(learning_rates=[0.001, 0.01], reg_strengths=[0.0, 1e-3], hidden_sizes=[[], [8]], epochs=[2, 4])
@@ -47,3 +47,65 @@ def test_refit_trains_the_chosen_settings_afresh_for_the_chosen_epochs():
     # same data, seed and rates as the trial: the refit retraces it epoch for epoch
     assert [r.train_loss for r in history] == pytest.approx([r.train_loss for r in best.history[: best.best_epoch]])
     assert evaluate(model, x, y) == best.val_accuracy
+
+
+# squared hinge grows with the margin violated, so a step too long diverges (on these blobs: from 1)
+HINGE = TrainConfig(batch_size=32, loss="squared_hinge")
+
+
+def only_rate(rate: float) -> list:
+    return candidates(SearchSpace([rate], [0.0], [[]], [4]), HINGE, BASE_MODEL, "grid", 1, 0)
+
+
+def test_when_every_rate_diverges_the_search_backs_off_to_a_tenth_then_a_hundredth_of_the_smallest(capsys):
+    x, y = separable_blobs(n_per_class=40)
+    best, trials = search(only_rate(10.0), x, y, x, y, torch.device("cpu"), progress=False)  # 10 and 1 diverge here, 0.1 does not
+    assert [(t.config.learning_rate, t.learning_rate_divisor) for t in trials] == [(pytest.approx(0.1), 100)]
+    assert best.val_accuracy == 1.0
+    printed = capsys.readouterr().out
+    assert "backing off to 1 (the smallest / 10)" in printed and "backing off to 0.1 (the smallest / 100)" in printed
+
+
+def test_a_search_that_converges_does_not_back_off(capsys):
+    x, y = separable_blobs(n_per_class=40)
+    _, trials = search(only_rate(0.01), x, y, x, y, torch.device("cpu"), progress=False)
+    assert [t.learning_rate_divisor for t in trials] == [1]
+    assert "backing off" not in capsys.readouterr().out
+
+
+def test_a_search_that_diverges_after_backing_off_names_the_rates_and_a_lower_one():
+    x, y = separable_blobs(n_per_class=40)
+    with pytest.raises(TrainingFailed) as failed:
+        search(only_rate(1e6), x, y, x, y, torch.device("cpu"), progress=False)
+    assert failed.value.reason == "training diverged for every learning rate tried (1e+06, 100000, 10000)"
+    assert failed.value.fix == "lower learning_rates below 10000"
+
+
+def test_huge_standardized_features_are_named_as_the_cause_not_the_learning_rate():
+    x, y = separable_blobs(n_per_class=40)
+    x[:, 3] *= 1e5  # what a column with almost no spread on train becomes once divided by its tiny std
+    with pytest.raises(TrainingFailed) as failed:
+        search(only_rate(1e6), x, y, x, y, torch.device("cpu"), progress=False)
+    assert "reach |x| = " in failed.value.reason and "in 1 column (3)" in failed.value.reason
+    assert "extractor's settings" in failed.value.fix and "learning_rates" not in failed.value.fix
+
+
+def test_diagnose_finds_non_finite_values_huge_values_and_empty_classes_and_nothing_in_clean_data():
+    x, y = separable_blobs(n_per_class=10)
+    assert diagnose(x, y, 3, ["a", "b", "c"]) == []
+    x[0, 1], x[5, 1], x[7, 4] = float("nan"), float("inf"), 2 * HUGE_FEATURE
+    keep = y != 2
+    problems = diagnose(x[keep], y[keep], 3, ["a", "b", "café"])
+    causes = [cause for cause, _ in problems]
+    assert causes[0] == "the training features hold 2 NaN or infinite values in 1 column (1)"
+    assert causes[1].startswith(f"standardized training features reach |x| = {2 * HUGE_FEATURE:.3g} in 1 column (4)")
+    assert causes[2] == "class 'café' has no training rows"
+    assert all(fix for _, fix in problems)
+
+
+def test_a_refit_that_diverges_fails_with_the_cause():
+    x, y = separable_blobs(n_per_class=40)
+    best, _ = search(only_rate(0.1), x, y, x, y, torch.device("cpu"), progress=False)
+    huge = torch.cat([x, x[:1] * 1e6])  # validation rows far outside the train range join the refit
+    with pytest.raises(TrainingFailed, match="the refit on train \\+ validation diverged with learning_rate 0.1: standardized"):
+        refit(best, huge, torch.cat([y, y[:1]]), torch.device("cpu"), progress=False)

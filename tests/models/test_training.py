@@ -9,6 +9,7 @@ from models.mlp import ACTIVATIONS, MLP, MLPConfig
 from models.training import (
     Adam,
     TrainConfig,
+    TrainingFailed,
     best_epoch,
     channel_standardization,
     choose_device,
@@ -106,8 +107,10 @@ def test_bf16_precision_trains_to_the_same_accuracy_and_repeats_exactly():
 def test_divergence_is_reported_not_hidden():
     x, y = separable_blobs()
     model = MLP(MLPConfig(input_dim=5, n_classes=3, hidden_sizes=[8]))
-    with pytest.raises(FloatingPointError, match="learning_rate"):
+    with pytest.raises(TrainingFailed, match="learning_rate") as failed:
         train(model, TrainConfig(epochs=3, learning_rate=1e12, momentum=0.0), x * 1e6, y, x, y, progress=False)
+    assert isinstance(failed.value, FloatingPointError)  # what code that catches divergence already catches
+    assert failed.value.reason == "training diverged at epoch 2 with learning_rate 1e+12" and failed.value.fix == "lower learning_rate"
 
 
 def test_standardization_uses_train_statistics_and_survives_constant_columns():

@@ -53,3 +53,91 @@ def test_compare_before_any_run_says_what_to_do_in_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["featurebench compare: error: results/train/svm-pixels/run.json is missing; run `dvc repro` so every training stage finishes"]
 
+
+
+def ui_environment() -> dict:
+    """The environment of `featurebench ui` with its store in its working directory, not the caller's."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
+
+def test_ui_on_a_busy_port_says_so_in_one_line_and_fails(tmp_path):
+    import socket
+
+    with socket.socket() as occupant:
+        occupant.bind(("127.0.0.1", 0))
+        occupant.listen()
+        port = occupant.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "ui", "--port", str(port), "--no-browser"],
+            cwd=tmp_path, env=ui_environment(), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stdout == ""  # no address of a server that is not ours
+    assert result.stderr.strip().splitlines() == [f"featurebench ui: error: port {port} is in use; choose another with --port"]
+
+
+def test_ui_on_every_interface_warns_that_the_store_is_open_to_the_network(tmp_path):
+    import socket
+
+    with socket.socket() as occupant:  # a busy port, so the warning is seen without starting a server
+        occupant.bind(("0.0.0.0", 0))
+        occupant.listen()
+        port = occupant.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "ui", "--host", "0.0.0.0", "--port", str(port), "--no-browser"],
+            cwd=tmp_path, env=ui_environment(), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    warning, error = result.stderr.strip().splitlines()
+    assert warning.startswith("featurebench ui: warning: --host 0.0.0.0 makes the UI, and the MLflow store behind it")
+    assert "without authentication" in warning
+    assert error == f"featurebench ui: error: port {port} is in use; choose another with --port" and result.returncode == 2
+
+
+def test_only_a_loopback_host_is_private():
+    from pipeline.cli import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_ui_prints_its_address_only_once_the_server_answers(tmp_path):
+    """The address is printed when a browser opening it gets the page, not 'connection refused'."""
+    import os
+    import signal
+    import urllib.request
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "ui", "--port", str(port), "--no-browser"],
+        cwd=tmp_path, env=ui_environment(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        announced = server.stdout.readline()
+        assert announced.startswith(f"MLflow UI for sqlite:///{tmp_path.resolve() / 'mlflow.db'} at http://127.0.0.1:{port}/"), announced
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as page:  # one try: it must answer now
+            assert page.status == 200
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def test_ui_whose_server_dies_before_answering_fails_instead_of_printing_an_address(tmp_path):
+    """A store MLflow cannot open (its folder is a file): the server exits during start-up."""
+    (tmp_path / "not-a-folder").write_text("")
+    env = {**ui_environment(), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'not-a-folder' / 'mlflow.db'}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "ui", "--port", str(free_port()), "--no-browser"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1].startswith("featurebench ui: error: the MLflow server exited (code ")

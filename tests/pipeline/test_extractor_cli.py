@@ -113,6 +113,17 @@ def test_check_catches_a_broken_extractor_and_says_what_to_fix(project, body, fa
     assert any(failed in line and advice in line for line in failing), result.stdout
 
 
+def test_check_fails_a_broken_extractor_under_python_O_too(project):
+    """`python -O` strips assert statements; the contract must not be made of them."""
+    assert featurebench(project, "extractor", "new", "mean_color").returncode == 0
+    fill_transform(project, "mean_color", "        return np.full((len(images), 3), np.nan)")  # float64 and NaN
+    result = subprocess.run([sys.executable, "-O", "-m", "pipeline.cli", "extractor", "check", "mean_color"], cwd=project, capture_output=True, text=True)
+    assert result.returncode == 1, result.stdout + result.stderr
+    failing = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("FAIL")]
+    assert [line.split(":")[0] for line in failing] == ["FAIL  output shape (n, d) and dtype float32", "FAIL  finite values"], result.stdout
+    assert "astype(np.float32)" in failing[0] and "epsilon" in failing[1]
+
+
 def test_check_reports_an_unfilled_transform(project):
     featurebench(project, "extractor", "new", "mean_color")
     result = featurebench(project, "extractor", "check", "mean_color")

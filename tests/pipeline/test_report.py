@@ -2,7 +2,9 @@
 import numpy as np
 import pandas as pd
 
-from pipeline import report
+from pipeline import compare, report
+
+REASON = "training diverged for every learning rate tried (1e+06, 100000, 10000); lower learning_rates below 10000"
 
 
 def search_runs_frame() -> pd.DataFrame:
@@ -37,7 +39,8 @@ def search_runs_frame() -> pd.DataFrame:
 def test_the_table_is_sorted_by_test_accuracy_with_counts_as_integers_and_chosen_params_as_numbers():
     table = report.comparison_table(search_runs_frame())
     assert list(table["test_accuracy"]) == [0.66, 0.61, 0.58, 0.42]
-    assert list(table.columns[: 2 + len(report.METRIC_COLUMNS)]) == ["classifier", "feature_set", *report.METRIC_COLUMNS]
+    assert list(table.columns[: 3 + len(report.METRIC_COLUMNS)]) == ["classifier", "feature_set", "status", *report.METRIC_COLUMNS]
+    assert set(table["status"]) == {"finished"} and set(table["reason"]) == {""}
     assert table["feature_dim"].dtype == "Int64" and table["learning_rate"].dtype == float
     assert {"test_accuracy.cat", "test_accuracy.dog", "run_id"} <= set(table.columns)
     assert list(table["hidden_sizes"]) == ["[1024]", "", "[1024]", ""]  # blank for the linear models, not nan
@@ -68,3 +71,42 @@ def test_the_misclassified_grid_shows_the_images_each_best_model_gets_wrong(monk
     figure = report.misclassified_figure(best, images, "unit", per_model=4, columns=4)
     shown = [(ax.get_title(), ax.images[0].get_array()[0, 0, 0]) for subfigure in figure.subfigs for ax in subfigure.axes if ax.images]
     assert shown == [("cat\n-> dog", 20), ("dog\n-> cat", 30), ("cat\n-> dog", 10)]
+
+
+def with_a_failed_run(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` plus the run of a stage that could not train: no metrics, its status and reason as tags."""
+    failed = pd.DataFrame({"run_id": ["run9"], "tags.classifier": ["svm"], "tags.feature_set": ["color_hist"], "tags.status": ["failed"], "tags.reason": [REASON]})
+    return pd.concat([frame, failed], ignore_index=True)
+
+
+def test_a_stage_that_failed_is_listed_last_with_its_reason_and_blank_numbers():
+    table = report.comparison_table(with_a_failed_run(search_runs_frame()))
+    assert list(table["test_accuracy"].iloc[:4]) == [0.66, 0.61, 0.58, 0.42]
+    failed = table.iloc[-1]
+    assert (failed["classifier"], failed["feature_set"], failed["status"], failed["reason"]) == ("svm", "color_hist", "failed", REASON)
+    assert failed[report.METRIC_COLUMNS].isna().all()
+    assert list(table["status"].iloc[:4]) == ["finished"] * 4 and list(table["reason"].iloc[:4]) == [""] * 4
+    markdown = compare.summary(table).to_markdown(index=False, floatfmt=".4g")
+    row = next(line for line in markdown.splitlines() if "color_hist" in line)
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[:3] == ["svm", "color_hist", "failed"] and cells[-1] == REASON
+    assert set(cells[3:-1]) == {""}  # its accuracy, sizes and times: blank, not nan
+    page = report.html_page(table, "unit", [])
+    assert "1 stage(s) failed to train" in page and REASON in page
+    assert ">nan<" not in page.lower() and "&lt;NA&gt;" not in page
+
+
+def test_the_summary_shows_status_and_reason_only_when_a_stage_failed():
+    assert {"status", "reason", "run_id"}.isdisjoint(compare.summary(report.comparison_table(search_runs_frame())).columns)
+    assert {"status", "reason"} <= set(compare.summary(report.comparison_table(with_a_failed_run(search_runs_frame()))).columns)
+
+
+def test_the_figures_and_the_best_of_each_family_leave_a_failed_stage_out():
+    table = report.comparison_table(with_a_failed_run(search_runs_frame()))
+    assert len(report.trained(table)) == 4
+    only_failed_linear = table[(table["classifier"] == "mlp") | (table["status"] == "failed")]
+    best = report.best_of_each_family(only_failed_linear)
+    assert list(zip(best["classifier"], best["feature_set"])) == [("mlp", "hog")]  # no linear model trained: no linear row
+    figure = report.accuracy_vs_feature_dim_figure(report.trained(table), "unit")
+    drawn = sum(len(collection.get_offsets()) for collection in figure.axes[0].collections)
+    assert drawn == 4
