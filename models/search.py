@@ -201,7 +201,7 @@ def refit(
     config = replace(chosen.config, patience=0)
     torch.manual_seed(config.seed)
     model = MLP(chosen.model_config)
-    empty = features[:0], labels[:0]
+    empty = torch.zeros(0), labels[:0]  # no validation rows: `features` may be a row source, not a tensor
     try:
         history = train(model, config, features, labels, *empty, device=device, progress=progress, augment=augment, stop_after=chosen.best_epoch)
     except FloatingPointError:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -143,16 +143,57 @@ def optimizer_step(config: TrainConfig, parameters: list[torch.Tensor]) -> Calla
     return lambda gradients, rate: update(parameters, gradients, velocities, rate, config.momentum)
 
 
+class RowSource(Protocol):
+    """Rows a model trains on or scores, read a minibatch at a time: in memory or memory-mapped on disk.
+
+    rows(indices) returns (len(indices), d) float32 rows in the order asked, as a tensor or an array.
+    """
+
+    def __len__(self) -> int: ...
+
+    def rows(self, indices) -> torch.Tensor | np.ndarray: ...
+
+
+class TensorRows:
+    """An in-memory (n, d) tensor as a row source."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+    def __len__(self) -> int:
+        return len(self.tensor)
+
+    @property
+    def dim(self) -> int:
+        return self.tensor.shape[1]
+
+    def rows(self, indices) -> torch.Tensor:
+        return self.tensor[torch.as_tensor(indices).to(self.tensor.device)]
+
+
+def as_row_source(features: torch.Tensor | RowSource) -> RowSource:
+    """Tensors are wrapped; anything with rows() is used as it is."""
+    return TensorRows(features) if isinstance(features, torch.Tensor) else features
+
+
+def read_rows(source: RowSource, indices, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(source.rows(indices)).to(device)
+
+
 @torch.no_grad()
-def predict(model: MLP, features: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """Class indices for every row of `features` (on the model's device)."""
+def predict(model: MLP, features: torch.Tensor | RowSource, batch_size: int = 4096) -> torch.Tensor:
+    """Class indices for every row of `features` (a tensor or a row source), read `batch_size` rows at a time."""
     model.eval()
+    source = as_row_source(features)
     device = next(model.parameters()).device
-    chunks = [model(features[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(features), batch_size)]
+    chunks = [
+        model(read_rows(source, torch.arange(i, min(i + batch_size, len(source))), device)).argmax(1).cpu()
+        for i in range(0, len(source), batch_size)
+    ]
     return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.int64)
 
 
-def evaluate(model: MLP, features: torch.Tensor, labels: torch.Tensor) -> float:
+def evaluate(model: MLP, features: torch.Tensor | RowSource, labels: torch.Tensor) -> float:
     """Accuracy in [0, 1]."""
     if len(labels) == 0:
         return float("nan")
@@ -162,9 +203,9 @@ def evaluate(model: MLP, features: torch.Tensor, labels: torch.Tensor) -> float:
 def train(
     model: MLP,
     config: TrainConfig,
-    train_features: torch.Tensor,
+    train_features: torch.Tensor | RowSource,
     train_labels: torch.Tensor,
-    val_features: torch.Tensor,
+    val_features: torch.Tensor | RowSource,
     val_labels: torch.Tensor,
     device: torch.device | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
@@ -174,7 +215,9 @@ def train(
 ) -> list[EpochRecord]:
     """Minibatch training; keeps the weights of the epoch with the best validation accuracy.
 
-    features : (n, d) float32 tensors on the CPU; labels : (n,) int64. Returns one record per epoch.
+    features : (n, d) float32 tensors on the CPU, or row sources (memory-mapped features) read one
+        minibatch at a time; labels : (n,) int64. Returns one record per epoch. The minibatches are
+        the same rows in the same order either way: results depend on the seed, not on the source.
     With no validation rows (a refit on train + val) it keeps the last epoch's weights.
     augment : applied to every training minibatch (e.g. random horizontal flips of pixel rows).
     stop_after : end after this many epochs, the learning-rate schedule still spanning `config.epochs`.
@@ -183,7 +226,9 @@ def train(
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model.to(device)
-    x, y = train_features.to(device), train_labels.to(device)
+    if isinstance(train_features, torch.Tensor):
+        train_features = train_features.to(device)  # in memory: moved once, not a batch at a time
+    x, y = as_row_source(train_features), train_labels.to(device)
     parameters = list(model.parameters())
     step = optimizer_step(config, parameters)
     loss_function = LOSSES[config.loss]
@@ -195,12 +240,13 @@ def train(
     for epoch in epochs:
         rate = learning_rate_at(config, epoch)
         model.train()
-        order = torch.randperm(len(x), generator=generator).to(device)
+        order = torch.randperm(len(x), generator=generator)
         total_loss = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         for start in range(0, len(x), config.batch_size):
             batch = order[start : start + config.batch_size]
-            inputs = x[batch] if augment is None else augment(x[batch], generator)
+            rows, batch = read_rows(x, batch, device), batch.to(device)
+            inputs = rows if augment is None else augment(rows, generator)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
                 scores = model(inputs).float()
             loss = loss_function(scores, y[batch])

@@ -222,12 +222,11 @@ def command_predict(args) -> int:
 
 def sample_images(count: int = 24):
     """Real images to check an extractor on: the prepared train split if there is one, else shapes."""
-    from pipeline.artifacts import PREPARED_DIR
-    from pipeline.io import load_arrays
+    from pipeline.artifacts import MappedRows, images_path
 
-    prepared = PREPARED_DIR / "train.npz"
+    prepared = images_path("train")
     if prepared.exists():
-        return load_arrays(prepared)["images"][:count], str(prepared)
+        return MappedRows(prepared).slice(0, count), str(prepared)
     from pipeline.datasets.shapes import make_shapes
 
     return make_shapes(n_train=100, n_test=10, seed=0).train.images[:count], "shapes (seed 0)"

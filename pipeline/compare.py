@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from pipeline import report, tracking
-from pipeline.artifacts import load_prepared, train_dir
+from pipeline.artifacts import open_images, read_meta, train_dir
 from pipeline.io import atomic_path, read_json
 from pipeline.params import ParamsError, load_params
 from pipeline.scores import PER_CLASS_PREFIX
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--out", default="reports", help="output folder (default: %(default)s)")
     args = parser.parse_args()
     table, dataset = current_table(args.params)
-    meta, prepared = load_prepared()
+    meta = read_meta()
     trained = report.trained(table)
     if trained.empty:  # every stage failed: the table says why; the figures say there is nothing to draw
         figures = {name: report.nothing_trained_figure(dataset) for name in FIGURE_FILES}
@@ -57,7 +57,7 @@ def main() -> None:
             "accuracy_vs_train_time.png": report.accuracy_vs_train_time_figure(trained, dataset),
             "accuracy_vs_feature_dim.png": report.accuracy_vs_feature_dim_figure(trained, dataset),
             "per_class_accuracy.png": report.per_class_accuracy_figure(best, meta["class_names"], dataset),
-            "misclassified.png": report.misclassified_figure(best, prepared["test"]["images"], dataset),
+            "misclassified.png": report.misclassified_figure(best, open_images("test"), dataset),  # memory-mapped: reads only the images shown
         }
     out = Path(args.out)
     for file_name, figure in figures.items():

@@ -1,4 +1,9 @@
-"""Stage `train@CLASSIFIER-FEATURE_SET`: search on val, refit the chosen settings, report test once, log to MLflow."""
+"""Stage `train@CLASSIFIER-FEATURE_SET`: search on val, refit the chosen settings, report test once, log to MLflow.
+
+Three parts, each testable alone: `load_training_data` (memory-mapped features, streaming standardization),
+`fit_and_score` (search, refit, test predictions), `write_results` (the DVC outputs). Minibatches are read
+from disk as the loop asks for them, so memory is bounded by batch size, feature dimension and model.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +13,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -18,9 +23,26 @@ from models.figures import confusion_figure, confusion_matrix, learning_curve_fi
 from models.mlp import MLPConfig, StandardizedClassifier
 from models.precision import resolve_precision
 from models.search import SearchSpace, candidates, refit, search
-from models.training import TrainConfig, TrainingFailed, channel_standardization, choose_device, evaluate, predict, standardization
+from models.training import TrainConfig, TrainingFailed, choose_device, evaluate, fit_channel_standardization, fit_standardization, predict
 from pipeline import tracking
-from pipeline.artifacts import PREPARED_DIR, SPLITS, extract_seconds, feature_previews, load_feature_set, load_prepared, mirrored, prepared_digest, train_dir
+from pipeline.artifacts import (
+    PREPARED_DIR,
+    SPLITS,
+    STATISTICS_CHUNK_ROWS,
+    AppendedRows,
+    ColumnConcatenation,
+    StandardizedRows,
+    extract_seconds,
+    feature_previews,
+    has_mirrored_rows,
+    mirrored,
+    open_feature_set,
+    open_images,
+    prepared_digest,
+    read_labels,
+    read_meta,
+    train_dir,
+)
 from pipeline.featurizer import save_featurizer
 from pipeline.io import atomic_path, write_json
 from pipeline.params import CLASSIFIERS, ParamsError, load_params
@@ -28,7 +50,7 @@ from pipeline.scores import per_class_accuracy
 from pipeline.stage import run_stage
 
 LEARNING_CURVE_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_accuracy"]
-PREDICTION_COLUMNS = ["index", "actual", "predicted"]  # index: the image's row in data/prepared/test.npz
+PREDICTION_COLUMNS = ["index", "actual", "predicted"]  # index: the image's row in data/prepared/test_images.npy
 
 
 def write_csv(path, header: list[str], rows) -> None:
@@ -46,19 +68,186 @@ def linear_loss(classifier: str, svm_loss: str) -> str:
     return classifier
 
 
-def adds_mirrored_rows(requested: str, feature_set: str, features: dict) -> bool:
+def adds_mirrored_rows(requested: str, feature_set: str, extracted: bool) -> bool:
     """Whether a feature set's flips are its mirrored rows: asked for (augment) and extracted (extract.mirror)."""
     if "flip" not in requested.split("+"):
         return False
-    if mirrored("train") not in features:
+    if not extracted:
         print(f"augment {requested}: {feature_set} has no mirrored rows (extract.mirror is false), so none are added")
         return False
     return True
 
 
-def with_mirrored_rows(tensors: dict, labels: dict, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows, labels) of a split followed by its mirrored rows, which have the same labels."""
-    return torch.cat([tensors[split], tensors[mirrored(split)]]), labels[split].repeat(2)
+def with_mirrored_rows(members: list[str], split: str, labels: np.ndarray, mirror: bool) -> tuple[list, np.ndarray]:
+    """(row sources, labels) of a split, followed by its mirrored rows (the same labels) when `mirror`.
+
+    The mirrored rows are appended by index, never concatenated in memory.
+    """
+    if not mirror:
+        return [open_feature_set(members, split)], labels
+    return [open_feature_set(members, split), open_feature_set(members, mirrored(split))], np.concatenate([labels, labels])
+
+
+@dataclass
+class TrainingData:
+    """A feature set as training reads it: row sources standardized as they are read, labels in memory.
+
+    train / val include their mirrored rows when `augment: flip` uses them; `train_only` is the train
+    split alone (what train_accuracy is scored on); `raw_train` the unstandardized rows (the model's input).
+    """
+
+    meta: dict
+    members: list[str]
+    mean: np.ndarray
+    scale: np.ndarray
+    train: StandardizedRows
+    train_labels: torch.Tensor
+    val: StandardizedRows
+    val_labels: torch.Tensor
+    refit: StandardizedRows  # train then val rows, for the refit of the chosen settings
+    refit_labels: torch.Tensor
+    train_only: StandardizedRows
+    train_only_labels: torch.Tensor
+    test: StandardizedRows
+    test_labels: torch.Tensor
+    raw_train: ColumnConcatenation
+    augment_name: str
+    augment: object
+    raw_pixels: bool
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.meta["image_shape"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.meta["class_names"]
+
+
+def load_training_data(members: list[str], feature_set: str, augment: str) -> TrainingData:
+    """Open a feature set's splits, fit standardization in one streaming pass over train, decide the flips.
+
+    Raw pixels share one mean and scale per colour channel (mirrored and shifted rows stay exactly
+    standardized) and flip and shift batch by batch; other features flip by adding their mirrored rows.
+    """
+    meta = read_meta()
+    image_shape = tuple(meta["image_shape"])
+    raw_pixels = members == ["pixels"]
+    raw_train = open_feature_set(members, "train")
+    chunks = raw_train.batches(STATISTICS_CHUNK_ROWS)
+    mean, scale = fit_channel_standardization(chunks, image_shape) if raw_pixels else fit_standardization(chunks)
+    mirror = not raw_pixels and adds_mirrored_rows(augment, feature_set, has_mirrored_rows(members))
+    augment_name = augment if raw_pixels else "flip" if mirror else "none"
+    labels = {split: read_labels(split) for split in SPLITS}
+    train_parts, train_labels = with_mirrored_rows(members, "train", labels["train"], mirror)
+    val_parts, val_labels = with_mirrored_rows(members, "val", labels["val"], mirror)
+
+    def standardized(parts: list) -> StandardizedRows:
+        return StandardizedRows(parts[0] if len(parts) == 1 else AppendedRows(parts), mean, scale)
+
+    return TrainingData(
+        meta=meta,
+        members=members,
+        mean=mean,
+        scale=scale,
+        train=standardized(train_parts),
+        train_labels=torch.from_numpy(train_labels),
+        val=standardized(val_parts),
+        val_labels=torch.from_numpy(val_labels),
+        refit=standardized(train_parts + val_parts),
+        refit_labels=torch.from_numpy(np.concatenate([train_labels, val_labels])),
+        train_only=standardized([raw_train]),
+        train_only_labels=torch.from_numpy(labels["train"]),
+        test=standardized([open_feature_set(members, "test")]),
+        test_labels=torch.from_numpy(labels["test"]),
+        raw_train=raw_train,
+        augment_name=augment_name,
+        augment=augmentation(augment_name, image_shape) if raw_pixels else None,
+        raw_pixels=raw_pixels,
+    )
+
+
+@dataclass
+class Fitted:
+    """What the search and the refit leave: the chosen trial, every trial, the final model, its test predictions."""
+
+    best: object
+    trials: list
+    model: torch.nn.Module
+    test_predictions: np.ndarray
+    search_seconds: float
+    train_seconds: float
+
+
+def fit_and_score(data: TrainingData, configs: list, device: torch.device, refit_chosen: bool) -> Fitted:
+    """Search the configurations on val, refit the chosen one on train + val (when asked), predict test once."""
+    start = time.perf_counter()
+    best, trials = search(configs, data.train, data.train_labels, data.val, data.val_labels, device, augment=data.augment, class_names=data.class_names)
+    search_seconds = time.perf_counter() - start
+    model = best.model
+    if refit_chosen:
+        model, _ = refit(best, data.refit, data.refit_labels, device, augment=data.augment)
+    train_seconds = time.perf_counter() - start
+    model = model.cpu()
+    return Fitted(best, trials, model, predict(model, data.test).numpy(), search_seconds, train_seconds)
+
+
+def score(fitted: Fitted, data: TrainingData, members: list[str], input_dim: int) -> dict:
+    """The metrics dict: written to metrics.json and logged to MLflow, one source of truth."""
+    test_labels = data.test_labels.numpy()
+    return {
+        "train_accuracy": round(evaluate(fitted.model, data.train_only, data.train_only_labels), 4),
+        # the chosen trial's score on data it did not train on (the refit model has seen val)
+        "val_accuracy": round(fitted.best.val_accuracy, 4),
+        "test_accuracy": round(float((fitted.test_predictions == test_labels).mean()), 4),
+        "train_seconds": round(fitted.train_seconds, 2),
+        "search_seconds": round(fitted.search_seconds, 2),
+        "n_trials": len(fitted.trials),
+        "extract_seconds": extract_seconds(members),
+        "feature_dim": int(input_dim),
+        "n_parameters": fitted.model.n_parameters(),
+        **per_class_accuracy(test_labels, fitted.test_predictions, data.class_names),
+    }
+
+
+def chosen_settings(fitted: Fitted, is_mlp: bool) -> dict:
+    best = fitted.best
+    chosen = {"learning_rate": best.config.learning_rate, "reg_strength": best.config.reg_strength, "epochs": best.best_epoch}
+    if is_mlp:
+        chosen["hidden_sizes"] = best.model_config.hidden_sizes
+    return chosen
+
+
+def result_figures(fitted: Fitted, data: TrainingData, title: str) -> dict:
+    """Confusion matrix, learning curve and, for raw pixels, the first layer's weights drawn as images."""
+    matrix = confusion_matrix(data.test_labels.numpy(), fitted.test_predictions, len(data.class_names))
+    figures = {"confusion_matrix.png": confusion_figure(matrix, data.class_names, title), "learning_curve.png": learning_curve_figure(fitted.best.history, title)}
+    if data.raw_pixels:
+        # weights act on standardized pixels; dividing by the scale gives each raw pixel's weight
+        first_layer = fitted.model.weight_matrices()[0].detach().numpy() / data.scale
+        if fitted.best.model_config.hidden_sizes:
+            figures["first_layer_templates.png"] = templates_figure(first_layer[:40], data.image_shape, None, f"{title}: first 40 hidden units")
+        else:
+            figures["class_templates.png"] = templates_figure(first_layer, data.image_shape, data.class_names, f"{title}: one template per class")
+    return figures
+
+
+def write_results(out: Path, fitted: Fitted, data: TrainingData, chosen: dict, metrics: dict, run) -> None:
+    """The DVC outputs of a training stage: curves, predictions, chosen settings, run ids, metrics (last)."""
+    names = np.asarray(data.class_names)
+    write_csv(
+        out / "learning_curve.csv",
+        LEARNING_CURVE_COLUMNS,
+        [(r.epoch, round(r.train_loss, 5), round(r.train_accuracy, 4), round(r.val_accuracy, 4)) for r in fitted.best.history],
+    )
+    write_csv(
+        out / "predictions.csv",
+        PREDICTION_COLUMNS,
+        zip(range(len(fitted.test_predictions)), names[data.test_labels.numpy()], names[fitted.test_predictions]),
+    )
+    write_json(out / "chosen.json", chosen)
+    write_json(out / "run.json", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "dataset": data.meta["dataset"]})
+    write_json(out / "metrics.json", metrics)
 
 
 @contextmanager
@@ -96,26 +285,11 @@ def main() -> None:
     members = params.feature_set_members(args.feature_set)
     section = section.for_feature_set(args.feature_set)
 
-    meta, prepared = load_prepared()
-    raw_pixels = members == ["pixels"]
-    # pixel rows are flipped and shifted batch by batch; other features flip by adding their mirrored rows
-    features = load_feature_set(members, mirrored_rows=not raw_pixels and "flip" in section.augment.split("+"))
-    image_shape = tuple(meta["image_shape"])
-    # raw pixels share one mean and std per colour channel, so mirrored rows stay exactly standardized
-    mean, std = channel_standardization(features["train"], image_shape) if raw_pixels else standardization(features["train"])
-    mirror_rows = not raw_pixels and adds_mirrored_rows(section.augment, args.feature_set, features)
-    augment_name = section.augment if raw_pixels else "flip" if mirror_rows else "none"
-    augment = augmentation(augment_name, image_shape) if raw_pixels else None
-    tensors = {key: torch.from_numpy((features[key] - mean) / std) for key in features}
-    labels = {split: torch.from_numpy(prepared[split]["labels"]) for split in prepared}
-    rows = {split: with_mirrored_rows(tensors, labels, split) if mirror_rows else (tensors[split], labels[split]) for split in ("train", "val")}
-    for key in [key for key in features if key not in SPLITS]:  # now in `rows`: gigabytes for bovw on CIFAR-10
-        del features[key]
-        del tensors[key]
-    class_names = meta["class_names"]
+    data = load_training_data(members, args.feature_set, section.augment)
+    class_names = data.class_names
     is_mlp = args.classifier == "mlp"
     base_model = MLPConfig(
-        input_dim=tensors["train"].shape[1],
+        input_dim=data.train.dim,
         n_classes=len(class_names),
         activation=section.activation if is_mlp else params.mlp.activation,
         dropout=section.dropout if is_mlp else 0.0,
@@ -149,77 +323,31 @@ def main() -> None:
         "model": {k: v for k, v in asdict(base_model).items() if k not in ("input_dim", "n_classes", "hidden_sizes")},
         "search": {**asdict(space), "method": section.search, "budget": section.budget, "refit": section.refit},
         "train": {k: v for k, v in asdict(base).items() if k not in ("learning_rate", "reg_strength", "epochs")},
-        "augment": augment_name,
+        "augment": data.augment_name,
         "device": str(device),
     }
-    data = tracking.DataInput(
-        meta["dataset"], prepared_digest(), str(PREPARED_DIR.resolve()), prepared["train"]["images"], prepared["train"]["labels"]
-    )
+    dataset = data.meta["dataset"]
+    data_input = tracking.DataInput(dataset, prepared_digest(), str(PREPARED_DIR.resolve()), open_images("train"), read_labels("train"))
     with (
-        tracking.training_run(dataset=meta["dataset"], run_name=f"{args.classifier}-{args.feature_set}", tags=run_tags, params=run_params, data=data) as run,
-        failure_recorded(stage, args.classifier, args.feature_set, run, meta["dataset"]),
+        tracking.training_run(dataset=dataset, run_name=f"{args.classifier}-{args.feature_set}", tags=run_tags, params=run_params, data=data_input) as run,
+        failure_recorded(stage, args.classifier, args.feature_set, run, dataset),
     ):
-        start = time.perf_counter()
         configs = candidates(space, base, base_model, section.search, section.budget, params.seed)
-        best, trials = search(configs, *rows["train"], tensors["val"], labels["val"], device, augment=augment, class_names=class_names)
-        search_seconds = time.perf_counter() - start
-        tracking.log_trials(trials)
-        for record in best.history:
+        fitted = fit_and_score(data, configs, device, section.refit)
+        tracking.log_trials(fitted.trials)
+        for record in fitted.best.history:
             tracking.log_epoch(record)
-        model = best.model
-        if section.refit:
-            model, _ = refit(best, torch.cat([rows["train"][0], rows["val"][0]]), torch.cat([rows["train"][1], rows["val"][1]]), device, augment=augment)
-        train_seconds = time.perf_counter() - start
-        model = model.cpu()
-        test_predictions = predict(model, tensors["test"]).numpy()
-        metrics = {
-            "train_accuracy": round(evaluate(model, tensors["train"], labels["train"]), 4),
-            # the chosen trial's score on data it did not train on (the refit model has seen val)
-            "val_accuracy": round(best.val_accuracy, 4),
-            "test_accuracy": round(float((test_predictions == labels["test"].numpy()).mean()), 4),
-            "train_seconds": round(train_seconds, 2),
-            "search_seconds": round(search_seconds, 2),
-            "n_trials": len(trials),
-            "extract_seconds": extract_seconds(members),
-            "feature_dim": int(base_model.input_dim),
-            "n_parameters": model.n_parameters(),
-            **per_class_accuracy(labels["test"].numpy(), test_predictions, class_names),
-        }
-        chosen = {"learning_rate": best.config.learning_rate, "reg_strength": best.config.reg_strength, "epochs": best.best_epoch}
-        if is_mlp:
-            chosen["hidden_sizes"] = best.model_config.hidden_sizes
+        chosen = chosen_settings(fitted, is_mlp)
         tracking.log_chosen(chosen)
-        title = f"{args.classifier} on {args.feature_set} ({meta['dataset']})"
-        matrix = confusion_matrix(labels["test"].numpy(), test_predictions, len(class_names))
-        deployable = StandardizedClassifier(torch.from_numpy(mean), torch.from_numpy(std), model).eval()
-
-        out = train_dir(args.classifier, args.feature_set)
-        write_csv(
-            out / "learning_curve.csv",
-            LEARNING_CURVE_COLUMNS,
-            [(r.epoch, round(r.train_loss, 5), round(r.train_accuracy, 4), round(r.val_accuracy, 4)) for r in best.history],
-        )
-        write_csv(
-            out / "predictions.csv",
-            PREDICTION_COLUMNS,
-            zip(range(len(test_predictions)), np.asarray(class_names)[labels["test"].numpy()], np.asarray(class_names)[test_predictions]),
-        )
-        figures = {"confusion_matrix.png": confusion_figure(matrix, class_names, title), "learning_curve.png": learning_curve_figure(best.history, title)}
-        if raw_pixels:
-            # weights act on standardized pixels; dividing by std gives each raw pixel's weight
-            first_layer = model.weight_matrices()[0].detach().numpy() / std
-            if best.model_config.hidden_sizes:
-                figures["first_layer_templates.png"] = templates_figure(first_layer[:40], image_shape, None, f"{title}: first 40 hidden units")
-            else:
-                figures["class_templates.png"] = templates_figure(first_layer, image_shape, class_names, f"{title}: one template per class")
+        metrics = score(fitted, data, members, base_model.input_dim)
+        figures = result_figures(fitted, data, f"{args.classifier} on {args.feature_set} ({dataset})")
+        deployable = StandardizedClassifier(torch.from_numpy(data.mean), torch.from_numpy(data.scale), fitted.model).eval()
         with tempfile.TemporaryDirectory() as scratch:
-            featurizer = save_featurizer(Path(scratch), args.feature_set, members, meta)
+            featurizer = save_featurizer(Path(scratch), args.feature_set, members, data.meta)
             tracking.log_final(
-                metrics, figures, deployable, input_example=features["train"][:2], featurizer_dir=featurizer, pictures=feature_previews(members)
+                metrics, figures, deployable, input_example=data.raw_train.rows([0, 1]), featurizer_dir=featurizer, pictures=feature_previews(members)
             )
-        write_json(out / "chosen.json", chosen)
-        write_json(out / "run.json", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "dataset": meta["dataset"]})
-        write_json(out / "metrics.json", metrics)
+        write_results(train_dir(args.classifier, args.feature_set), fitted, data, chosen, metrics, run)
     print(f"{args.classifier} on {args.feature_set}: test accuracy {metrics['test_accuracy']:.4f} ({chosen})")
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -27,6 +28,39 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    def batches(self, batch_size: int = 1000) -> Iterator[np.ndarray]:
+        for start in range(0, len(self), batch_size):
+            yield self.images[start : start + batch_size]
+
+
+class StreamedImages:
+    """A split too large to hold: its labels up front, its images made or decoded a batch at a time, in order.
+
+    batches : called once per pass; yields (m, H, W, 3) uint8 arrays whose lengths sum to len(labels).
+    The images are the same whatever batch sizes the source chooses (`prepare` only concatenates them).
+    """
+
+    def __init__(self, labels: np.ndarray, image_shape: tuple[int, int, int], batches: Callable[[], Iterator[np.ndarray]]):
+        self.labels = np.asarray(labels).astype(np.int64, copy=False)
+        self.image_shape = tuple(image_shape)
+        self._batches = batches
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self) -> Iterator[np.ndarray]:
+        return self._batches()
+
+    def materialize(self) -> ImageSet:
+        """All of it in memory, as an ImageSet: for small data and tests."""
+        parts = list(self.batches())
+        images = np.concatenate(parts) if parts else np.zeros((0, *self.image_shape), np.uint8)
+        return ImageSet(images, self.labels)
+
 
 @dataclass
 class RawDataset:
@@ -39,8 +73,8 @@ class RawDataset:
     """
 
     class_names: list[str]
-    train: ImageSet
-    test: ImageSet | None
+    train: ImageSet | StreamedImages
+    test: ImageSet | StreamedImages | None
     source: str
     checksum: str
     skipped: list[dict] = field(default_factory=list)

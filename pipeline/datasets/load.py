@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -23,9 +24,9 @@ class PreparedDataset:
 def load_raw(data, seed: int) -> RawDataset:
     """`data` is the params' DataParams; the import is local so one source's needs never slow another."""
     if data.name == "shapes":
-        from pipeline.datasets.shapes import make_shapes
+        from pipeline.datasets.shapes import stream_shapes
 
-        return make_shapes(image_size=data.image_size, seed=seed, **data.shapes)
+        return stream_shapes(image_size=data.image_size, seed=seed, **data.shapes)
     if data.name == "cifar10":
         from pipeline.datasets.cifar10 import load_cifar10
 
@@ -88,22 +89,92 @@ MIN_IMAGES_PER_CLASS = {"without a test split": 3, "with a test split": 2}
 _SPLIT_SALT = {"test": 1, "validation": 2}  # the two carvings draw from different streams of one seed
 
 
-def stratified_split(images: ImageSet, fraction: float, seed: int, what: str, keep: int = 1) -> tuple[ImageSet, ImageSet]:
-    """(rest, held_out) with round(fraction * count) of each class held out, but at least 1 and never
-    more than leaves `keep` behind: a small class still gets a validation and a test image, where a
-    proportional split of the whole set would give it none and score it on nothing.
+def held_out_indices(labels: np.ndarray, fraction: float, seed: int, what: str, keep: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held_out) positions, ascending, with round(fraction * count) of each class held out, but at
+    least 1 and never more than leaves `keep` behind: a small class still gets a validation and a test
+    image, where a proportional split of the whole set would give it none and score it on nothing.
     """
     if not 0 < fraction < 1:
         raise DataError(f"the {what} fraction must be between 0 and 1; got {fraction}")
     rng = np.random.default_rng([seed, _SPLIT_SALT.get(what, 0)])
     held = []
-    for label in np.unique(images.labels):
-        members = rng.permutation(np.flatnonzero(images.labels == label))
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
         count = int(np.clip(np.floor(fraction * len(members) + 0.5), 1, len(members) - keep))
         held.append(members[:count])
-    held = np.sort(np.concatenate(held))
-    rest = np.setdiff1d(np.arange(len(images)), held)
+    held = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    return np.setdiff1d(np.arange(len(labels)), held), held
+
+
+def stratified_split(images: ImageSet, fraction: float, seed: int, what: str, keep: int = 1) -> tuple[ImageSet, ImageSet]:
+    """(rest, held_out) ImageSets: `held_out_indices` applied to images in memory."""
+    rest, held = held_out_indices(images.labels, fraction, seed, what, keep)
     return ImageSet(images.images[rest], images.labels[rest]), ImageSet(images.images[held], images.labels[held])
+
+
+@dataclass
+class SplitPlan:
+    """Which prepared split every source image goes to, decided from the labels alone, before any pixel is read.
+
+    parts : (source images, {split: ascending positions in that source}); a source read in order fills
+    each split in order, so `prepare` writes them batch by batch.
+    """
+
+    class_names: list[str]
+    parts: list[tuple[object, dict[str, np.ndarray]]]
+    source: str
+    checksum: str
+    skipped: list[dict]
+
+    def labels(self, split: str) -> np.ndarray:
+        return np.concatenate([images.labels[where[split]] for images, where in self.parts if split in where])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.parts[0][0].image_shape)
+
+
+def plan_splits(raw: RawDataset, val_fraction: float, test_fraction: float, seed: int) -> SplitPlan:
+    """Validation carved from train, and test too when the source has none, stratified by seed."""
+    if len(raw.class_names) < 2:
+        raise DataError(f"a classification data set needs at least 2 classes; found {raw.class_names}")
+    check_class_sizes(raw)
+    positions = np.arange(len(raw.train))
+    if raw.test is None:
+        rest, test = held_out_indices(raw.train.labels, test_fraction, seed, "test", keep=2)  # 2: one for val, one to train
+        positions = rest
+    train, val = held_out_indices(raw.train.labels[positions], val_fraction, seed, "validation")
+    from_train = {"train": positions[train], "val": positions[val]}
+    if raw.test is None:
+        parts = [(raw.train, {**from_train, "test": test})]
+    else:
+        parts = [(raw.train, from_train), (raw.test, {"test": np.arange(len(raw.test))})]
+    return SplitPlan(raw.class_names, parts, raw.source, raw.checksum, raw.skipped)
+
+
+def planned_batches(images, where: dict[str, np.ndarray]) -> Iterator[tuple[str, np.ndarray]]:
+    """(split, images) pieces of a source read once in order, each split's pieces in its own order."""
+    offset = 0
+    for batch in images.batches():
+        for split, positions in where.items():
+            low, high = np.searchsorted(positions, [offset, offset + len(batch)])
+            if high > low:
+                yield split, batch[positions[low:high] - offset]
+        offset += len(batch)
+
+
+def prepare_splits(raw: RawDataset, val_fraction: float, test_fraction: float, seed: int) -> PreparedDataset:
+    """The planned splits in memory (small data, tests); the `prepare` stage writes them batch by batch."""
+    plan = plan_splits(raw, val_fraction, test_fraction, seed)
+    pieces: dict[str, list[np.ndarray]] = {split: [] for split in ("train", "val", "test")}
+    for images, where in plan.parts:
+        for split, batch in planned_batches(images, where):
+            pieces[split].append(batch)
+    sets = {
+        split: ImageSet(np.concatenate(parts) if parts else np.zeros((0, *plan.image_shape), np.uint8), plan.labels(split))
+        for split, parts in pieces.items()
+    }
+    return PreparedDataset(raw.class_names, sets["train"], sets["val"], sets["test"], raw.source, raw.checksum, raw.skipped)
 
 
 def check_class_sizes(raw: RawDataset) -> None:
@@ -124,12 +195,3 @@ def check_class_sizes(raw: RawDataset) -> None:
             raise DataError(f"class(es) {', '.join(absent)} have no test images; add some to test/<class> or remove the class")
 
 
-def prepare_splits(raw: RawDataset, val_fraction: float, test_fraction: float, seed: int) -> PreparedDataset:
-    if len(raw.class_names) < 2:
-        raise DataError(f"a classification data set needs at least 2 classes; found {raw.class_names}")
-    check_class_sizes(raw)
-    train, test = raw.train, raw.test
-    if test is None:
-        train, test = stratified_split(train, test_fraction, seed, "test", keep=2)  # 2: one for val, one to train
-    train, val = stratified_split(train, val_fraction, seed, "validation")
-    return PreparedDataset(raw.class_names, train, val, test, raw.source, raw.checksum, raw.skipped)

@@ -13,7 +13,7 @@ import json
 import numpy as np
 from skimage.color import hsv2rgb
 
-from pipeline.datasets import DataError, ImageSet, RawDataset
+from pipeline.datasets import DataError, RawDataset, StreamedImages
 
 # Bump whenever the drawing changes, so that the checksum (and any DVC cache keyed on it) changes too.
 GENERATOR_VERSION = 1
@@ -48,10 +48,20 @@ MIN_TRAIN_PER_CLASS = 10
 
 
 def make_shapes(n_train: int = 5000, n_test: int = 1000, image_size: int = 32, seed: int = 0) -> RawDataset:
-    """Generate the shapes data set; the same arguments give byte-identical arrays.
+    """Generate the shapes data set in memory; the same arguments give byte-identical arrays.
 
     Train and test come from independent random streams of the same seed, so the test split does not
     change when n_train does. Classes are balanced: their counts differ by at most one.
+    """
+    raw = stream_shapes(n_train=n_train, n_test=n_test, image_size=image_size, seed=seed)
+    return RawDataset(raw.class_names, raw.train.materialize(), raw.test.materialize(), raw.source, raw.checksum)
+
+
+def stream_shapes(n_train: int = 5000, n_test: int = 1000, image_size: int = 32, seed: int = 0) -> RawDataset:
+    """`make_shapes` with each split a StreamedImages: rendered a chunk at a time when read, never held whole.
+
+    The scene parameters (about 0.5 KB an image) are drawn up front, as `make_shapes` always has, so
+    the images are byte-identical to it; only the pixels are made chunk by chunk.
     """
     _check_arguments(n_train=n_train, n_test=n_test, image_size=image_size, seed=seed)
     # Plain ints, so that numpy integers from a params file give the same checksum and still serialise.
@@ -61,8 +71,8 @@ def make_shapes(n_train: int = 5000, n_test: int = 1000, image_size: int = 32, s
     canonical = json.dumps({"generator": "shapes", "version": GENERATOR_VERSION, **parameters}, sort_keys=True)
     return RawDataset(
         class_names=list(SHAPES_CLASSES),
-        train=_make_split(n_train, image_size, np.random.default_rng(train_stream)),
-        test=_make_split(n_test, image_size, np.random.default_rng(test_stream)),
+        train=_make_split(n_train, image_size, train_stream),
+        test=_make_split(n_test, image_size, test_stream),
         source=f"shapes(seed={seed}, n_train={n_train}, n_test={n_test}, image_size={image_size})",
         checksum=hashlib.sha256(canonical.encode()).hexdigest(),
     )
@@ -87,15 +97,24 @@ def _check_arguments(*, n_train, n_test, image_size, seed) -> None:
         raise DataError(f"shapes: seed must be >= 0, got {seed}")
 
 
-def _make_split(n_images: int, image_size: int, rng: np.random.Generator) -> ImageSet:
-    labels = rng.permutation(np.arange(n_images) % len(SHAPES_CLASSES))
-    scenes = _draw_scenes(labels, image_size, rng)
-    chunk = max(1, PIXELS_PER_CHUNK // image_size**2)
-    images = np.empty((n_images, image_size, image_size, 3), dtype=np.uint8)
-    for start in range(0, n_images, chunk):
-        part = slice(start, start + chunk)
-        images[part] = _render({key: value[part] for key, value in scenes.items()}, image_size, rng)
-    return ImageSet(images=images, labels=labels)
+def _make_split(n_images: int, image_size: int, seed_sequence: np.random.SeedSequence) -> StreamedImages:
+    """Labels now; pixels a chunk at a time on each pass, from a fresh generator of the same stream.
+
+    The chunk size is a constant (not the reader's batch size), so the noise each image draws, and
+    so every image, is the same however the split is read.
+    """
+    labels = np.random.default_rng(seed_sequence).permutation(np.arange(n_images) % len(SHAPES_CLASSES))
+
+    def batches():
+        rng = np.random.default_rng(seed_sequence)
+        rng.permutation(np.arange(n_images) % len(SHAPES_CLASSES))  # the labels' draw: scenes and noise follow it
+        scenes = _draw_scenes(labels, image_size, rng)
+        chunk = max(1, PIXELS_PER_CHUNK // image_size**2)
+        for start in range(0, n_images, chunk):
+            part = slice(start, start + chunk)
+            yield _render({key: value[part] for key, value in scenes.items()}, image_size, rng)
+
+    return StreamedImages(labels, (image_size, image_size, 3), batches)
 
 
 def _draw_scenes(labels: np.ndarray, image_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

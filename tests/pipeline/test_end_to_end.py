@@ -89,8 +89,7 @@ def test_a_logged_model_has_a_signature_and_predicts_on_image_files_in_one_call(
     from pipeline.predict import predict_images
 
     project, _, env, _ = tiny_project
-    with np.load(project / "data/prepared/test.npz") as test:
-        images = test["images"][:6]
+    images = np.load(project / "data/prepared/test_images.npy")[:6]
     paths = []
     for index, image in enumerate(images):
         Image.fromarray(image).save(tmp_path / f"test{index}.png")
@@ -262,13 +261,14 @@ def test_mirrored_images_are_extracted_and_feature_sets_train_on_them(tiny_proje
 
     project, params, _, _ = tiny_project
     assert params["extract"]["mirror"] and "flip" in params["linear"]["augment"]
-    with np.load(project / "data/prepared/train.npz") as prepared, np.load(project / "data/features/pixels/features.npz") as pixels:
-        images = prepared["images"]
-        assert np.array_equal(pixels["train_mirrored"], images[:, :, ::-1].reshape(len(images), -1) / np.float32(255))
-        assert not np.array_equal(pixels["train_mirrored"], pixels["train"])
-    with np.load(project / "data/features/bovw/features.npz") as bovw, np.load(project / "data/prepared/val.npz") as val:
-        assert bovw["train_mirrored"].shape == bovw["train"].shape and len(bovw["val_mirrored"]) == len(val["labels"])
-        assert "test_mirrored" not in bovw.files  # the test split is scored as it is
+    images = np.load(project / "data/prepared/train_images.npy")
+    pixels = {key: np.load(project / f"data/features/pixels/{key}.npy") for key in ("train", "train_mirrored")}
+    assert np.array_equal(pixels["train_mirrored"], images[:, :, ::-1].reshape(len(images), -1) / np.float32(255))
+    assert not np.array_equal(pixels["train_mirrored"], pixels["train"])
+    bovw = project / "data/features/bovw"
+    assert np.load(bovw / "train_mirrored.npy").shape == np.load(bovw / "train.npy").shape
+    assert len(np.load(bovw / "val_mirrored.npy")) == len(np.load(project / "data/prepared/val_labels.npy"))
+    assert not (bovw / "test_mirrored.npy").exists()  # the test split is scored as it is
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("featurebench/shapes")
     augment = {(r.data.tags["classifier"], r.data.tags["feature_set"]): r.data.params["augment"] for r in stage_runs(client, experiment.experiment_id)}

@@ -24,8 +24,8 @@ def run_prepare(project: Path, **data) -> subprocess.CompletedProcess:
 
 
 def load_split(project: Path, split: str):
-    with np.load(project / "data/prepared" / f"{split}.npz") as arrays:
-        return arrays["images"], arrays["labels"]
+    prepared = project / "data/prepared"
+    return np.load(prepared / f"{split}_images.npy"), np.load(prepared / f"{split}_labels.npy")
 
 
 def test_shapes_are_split_stratified_with_validation_from_train(tmp_path):
@@ -134,3 +134,31 @@ def test_impossible_extractor_settings_stop_prepare_before_it_writes_anything(tm
         assert "error: extractors.hog: an image of 32x32 pixels" in result.stderr and "data.image_size is 32" in result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_splits_written_batch_by_batch_equal_the_splits_made_in_memory(tmp_path):
+    """A source read in uneven batches, routed to three splits as it streams, gives prepare_splits' arrays."""
+    from pipeline.artifacts import images_path, labels_path
+    from pipeline.datasets import ImageSet, RawDataset, StreamedImages
+    from pipeline.datasets.load import plan_splits, prepare_splits
+    from pipeline.prepare import write_splits
+
+    generator = np.random.default_rng(0)
+    labels = generator.integers(0, 3, 90)
+    images = generator.integers(0, 256, (90, 4, 4, 3), dtype=np.uint8)
+    sizes = [1, 30, 7, 52]  # the source's own batches, uneven
+
+    def batches():
+        starts = np.cumsum([0] + sizes)
+        for start, stop in zip(starts[:-1], starts[1:]):
+            yield images[start:stop]
+
+    streamed = RawDataset(["a", "b", "c"], StreamedImages(labels, (4, 4, 3), batches), None, "synthetic", "0")
+    counts = write_splits(plan_splits(streamed, 0.2, 0.2, seed=3), tmp_path / "prepared", "synthetic")
+    in_memory = prepare_splits(RawDataset(["a", "b", "c"], ImageSet(images, labels), None, "synthetic", "0"), 0.2, 0.2, seed=3)
+    for split in ("train", "val", "test"):
+        expected = getattr(in_memory, split)
+        np.testing.assert_array_equal(np.load(images_path(split, tmp_path / "prepared")), expected.images)
+        np.testing.assert_array_equal(np.load(labels_path(split, tmp_path / "prepared")), expected.labels)
+        assert counts[split] == len(expected)
+    assert sum(counts.values()) == 90

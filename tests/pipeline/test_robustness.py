@@ -246,8 +246,8 @@ def test_logged_models_are_pickle_free_pt2_that_load_and_predict_as_the_stage_di
         output_format="list",
     )[0].info.run_id
     model = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
-    with np.load(project / "data/features/pixels/features.npz") as features, torch.no_grad():
-        predicted = model(torch.from_numpy(features["test"])).argmax(dim=1).numpy()
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(np.load(project / "data/features/pixels/test.npy"))).argmax(dim=1).numpy()
     class_names = json.loads((project / "data/prepared/meta.json").read_text())["class_names"]
     with open(project / "results/train/mlp-pixels/predictions.csv") as handle:
         expected = [row["predicted"] for row in csv.DictReader(handle)]

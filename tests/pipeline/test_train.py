@@ -1,21 +1,95 @@
-"""The training stage's handling of mirrored feature rows (extract.mirror with augment: flip)."""
+"""The training stage's three parts: load (memory-mapped, standardized as read), fit and score, write."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
 import torch
 
-from pipeline.train import adds_mirrored_rows, with_mirrored_rows
+from models.search import SearchSpace, candidates
+from models.mlp import MLPConfig
+from models.training import TrainConfig
+from pipeline.artifacts import features_path, write_split
+from pipeline.io import write_json
+from pipeline.train import adds_mirrored_rows, fit_and_score, load_training_data, score, write_results
 
 
 def test_mirrored_rows_are_added_only_when_flips_are_asked_for_and_extracted(capsys):
-    extracted = {"train": 0, "val": 0, "test": 0, "train_mirrored": 0, "val_mirrored": 0}
-    assert adds_mirrored_rows("flip", "bovw", extracted)
-    assert adds_mirrored_rows("flip+shift", "bovw", extracted)
-    assert not adds_mirrored_rows("shift", "bovw", extracted)
-    assert not adds_mirrored_rows("none", "bovw", extracted)
-    assert not adds_mirrored_rows("flip", "bovw", {"train": 0, "val": 0, "test": 0})
+    assert adds_mirrored_rows("flip", "bovw", True)
+    assert adds_mirrored_rows("flip+shift", "bovw", True)
+    assert not adds_mirrored_rows("shift", "bovw", True)
+    assert not adds_mirrored_rows("none", "bovw", True)
+    assert not adds_mirrored_rows("flip", "bovw", False)
     assert "bovw has no mirrored rows (extract.mirror is false)" in capsys.readouterr().out
 
 
-def test_mirrored_rows_follow_the_split_with_the_same_labels():
-    tensors = {"train": torch.zeros(3, 2), "train_mirrored": torch.ones(3, 2)}
-    rows, labels = with_mirrored_rows(tensors, {"train": torch.tensor([0, 1, 2])}, "train")
-    assert rows.tolist() == [[0, 0]] * 3 + [[1, 1]] * 3
-    assert labels.tolist() == [0, 1, 2, 0, 1, 2]
+@pytest.fixture
+def feature_project(tmp_path, monkeypatch):
+    """data/prepared and two extractors' features on disk, as `prepare` and `extract` leave them."""
+    monkeypatch.chdir(tmp_path)
+    generator = np.random.default_rng(0)
+    counts = {"train": 60, "val": 30, "test": 30}
+    prepared = tmp_path / "data/prepared"
+    prepared.mkdir(parents=True)
+    for split, n in counts.items():
+        labels = np.arange(n) % 3
+        write_split(prepared, split, np.zeros((n, 4, 4, 3), np.uint8), labels)
+        for member, dim in (("a", 3), ("b", 2)):
+            centers = np.eye(3, dim) * 4
+            rows = (centers[labels] + generator.normal(0, 0.3, (n, dim))).astype(np.float32)
+            if member == "b":
+                rows[:, 1] = 0.0 if split == "train" else 1.0  # empty on train, filled elsewhere (issue #13)
+            features_path(member, split).parent.mkdir(parents=True, exist_ok=True)
+            np.save(features_path(member, split), rows)
+            if split in ("train", "val"):
+                np.save(features_path(member, f"{split}_mirrored"), rows[:, ::-1].copy())
+    write_json(prepared / "meta.json", {"dataset": "toy", "class_names": ["x", "y", "z"], "image_shape": [4, 4, 3]})
+    return tmp_path
+
+
+def test_mirrored_rows_follow_their_split_with_the_same_labels(feature_project):
+    data = load_training_data(["a", "b"], "a+b", "flip")
+    assert len(data.train) == 120 and data.train_labels.tolist() == 2 * (np.arange(60) % 3).tolist()
+    plain = np.concatenate([np.load(features_path(m, "train_mirrored")) for m in ("a", "b")], axis=1)
+    np.testing.assert_allclose(data.train.rows([60, 61]), (plain[:2] - data.mean) / data.scale)
+    assert len(load_training_data(["a", "b"], "a+b", "none").train) == 60
+
+
+def test_a_column_constant_on_train_stays_modest_elsewhere(feature_project):
+    data = load_training_data(["a", "b"], "a+b", "none")
+    assert data.scale[4] == 1.0
+    assert np.abs(data.test.rows(np.arange(30))).max() < 20
+
+
+def test_training_from_memory_maps_equals_training_from_tensors(feature_project):
+    data = load_training_data(["a", "b"], "a+b", "flip")
+    configs = candidates(SearchSpace([0.01], [1e-4], [[8]], [3]), TrainConfig(batch_size=16), MLPConfig(5, 3), "grid", 1, 0)
+    mapped = fit_and_score(data, configs, torch.device("cpu"), refit_chosen=True)
+    for name in ("train", "val", "refit", "test"):
+        source = getattr(data, name)
+        setattr(data, name, torch.from_numpy(source.rows(np.arange(len(source)))))
+    in_memory = fit_and_score(data, configs, torch.device("cpu"), refit_chosen=True)
+    for ours, theirs in zip(mapped.model.parameters(), in_memory.model.parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    np.testing.assert_array_equal(mapped.test_predictions, in_memory.test_predictions)
+
+
+def test_results_are_written_with_the_metrics_they_were_scored_with(feature_project):
+    data = load_training_data(["a", "b"], "a+b", "none")
+    write_json(feature_project / "results/extract/a.json", {"extract_seconds": 1.0})
+    write_json(feature_project / "results/extract/b.json", {"extract_seconds": 2.0})
+    configs = candidates(SearchSpace([0.05], [1e-4], [[]], [5]), TrainConfig(batch_size=16), MLPConfig(5, 3), "grid", 1, 0)
+    fitted = fit_and_score(data, configs, torch.device("cpu"), refit_chosen=False)
+    metrics = score(fitted, data, ["a", "b"], 5)
+    assert metrics["test_accuracy"] > 0.9 and metrics["extract_seconds"] == 3.0
+
+    class Run:
+        class info:
+            run_id, experiment_id = "r", "e"
+
+    out = feature_project / "results/train/softmax-a+b"
+    write_results(out, fitted, data, {"learning_rate": 0.05}, metrics, Run)
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    predictions = (out / "predictions.csv").read_text().splitlines()
+    assert predictions[0] == "index,actual,predicted" and len(predictions) == 31

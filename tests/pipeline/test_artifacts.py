@@ -1,0 +1,103 @@
+"""The data layer: .npy files written a batch at a time, rows read on demand, in any order, in any batch size."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from features import get_extractor
+from pipeline.artifacts import (
+    AppendedRows,
+    ColumnConcatenation,
+    MappedRows,
+    NpyWriter,
+    StandardizedRows,
+    image_batches,
+    images_path,
+    read_all,
+    write_split,
+)
+from pipeline.datasets.shapes import make_shapes
+from pipeline.extract import extract_split
+
+
+def write_rows(path, rows: np.ndarray, batch_size: int) -> MappedRows:
+    with NpyWriter(path, len(rows), rows.shape[1:], rows.dtype) as writer:
+        for start in range(0, len(rows), batch_size):
+            writer.write(rows[start : start + batch_size])
+    return MappedRows(path)
+
+
+def test_a_file_written_batch_by_batch_is_a_plain_npy(tmp_path):
+    rows = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
+    write_rows(tmp_path / "x.npy", rows, batch_size=4)
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), rows)
+
+
+def test_a_writer_refuses_fewer_or_more_rows_than_announced_and_the_wrong_dtype(tmp_path):
+    with pytest.raises(ValueError, match="3 rows written of the 4"):
+        with NpyWriter(tmp_path / "x.npy", 4, (2,), np.float32) as writer:
+            writer.write(np.zeros((3, 2), np.float32))
+    with NpyWriter(tmp_path / "y.npy", 2, (2,), np.float32) as writer:
+        with pytest.raises(ValueError, match="more than the 2 rows"):
+            writer.write(np.zeros((3, 2), np.float32))
+        with pytest.raises(ValueError, match="float64"):
+            writer.write(np.zeros((2, 2)))
+        writer.write(np.zeros((2, 2), np.float32))
+
+
+def test_rows_come_back_in_the_order_asked_whatever_it_is(tmp_path):
+    rows = np.arange(40, dtype=np.float32).reshape(20, 2)
+    mapped = write_rows(tmp_path / "x.npy", rows, 7)
+    for indices in ([3, 1, 19, 0], [5, 6, 7], [], [4, 4, 2]):
+        np.testing.assert_array_equal(mapped.rows(indices), rows[indices])
+    assert len(mapped) == 20 and mapped.dim == 2
+
+
+def test_a_feature_set_concatenates_its_members_columns_a_batch_at_a_time(tmp_path):
+    a = np.random.default_rng(1).normal(size=(9, 3)).astype(np.float32)
+    b = np.random.default_rng(2).normal(size=(9, 2)).astype(np.float32)
+    both = ColumnConcatenation([write_rows(tmp_path / "a.npy", a, 4), write_rows(tmp_path / "b.npy", b, 4)])
+    assert both.dim == 5
+    np.testing.assert_array_equal(both.rows([8, 0]), np.concatenate([a, b], 1)[[8, 0]])
+    np.testing.assert_array_equal(np.concatenate(list(both.batches(4))), np.concatenate([a, b], 1))
+
+
+def test_appended_rows_index_across_their_parts(tmp_path):
+    first = np.zeros((3, 2), np.float32)
+    second = np.ones((4, 2), np.float32)
+    appended = AppendedRows([write_rows(tmp_path / "a.npy", first, 3), write_rows(tmp_path / "b.npy", second, 3)])
+    assert len(appended) == 7
+    np.testing.assert_array_equal(appended.rows([6, 0, 3, 2]), [[1, 1], [0, 0], [1, 1], [0, 0]])
+    np.testing.assert_array_equal(read_all(appended), np.concatenate([first, second]))
+
+
+def test_standardized_rows_read_as_tensors_in_slices(tmp_path):
+    rows = np.arange(12, dtype=np.float32).reshape(6, 2)
+    standardized = StandardizedRows(write_rows(tmp_path / "x.npy", rows, 6), np.array([1.0, 1.0]), np.array([2.0, 2.0]))
+    assert standardized.shape == (6, 2)
+    np.testing.assert_allclose(standardized[1:3].numpy(), (rows[1:3] - 1) / 2)
+
+
+def test_extracted_features_are_byte_identical_whatever_the_batch_size(tmp_path):
+    images = make_shapes(n_train=100, n_test=10, seed=0).train.images[:50]
+    write_split(tmp_path, "train", images, np.zeros(len(images), np.int64), batch_size=13)
+    for name in ("pixels", "hog", "color_hist"):
+        extractor = get_extractor(name)
+        dim = extractor.output_dim(images.shape[1:])
+        files = []
+        for batch_size in (7, 50):
+            path = tmp_path / f"{name}-{batch_size}.npy"
+            with NpyWriter(path, len(images), (dim,), np.float32) as writer:
+                extract_split(extractor, name, "train_mirrored", image_batches(images_path("train", tmp_path), len(images), batch_size, True), writer, "local")
+            files.append(path.read_bytes())
+        assert files[0] == files[1]
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}-7.npy"), extractor.transform(np.ascontiguousarray(images[:, :, ::-1])))
+
+
+def test_a_read_leaves_no_mapping_behind(tmp_path):
+    """Pages a long-lived mapping touched count in the process's resident memory: reads unmap at once."""
+    psutil = pytest.importorskip("psutil")
+    mapped = write_rows(tmp_path / "x.npy", np.zeros((1000, 64), np.float32), 100)
+    mapped.rows([5, 900, 3])
+    mapped.slice(0, 1000)
+    assert not any(str(tmp_path / "x.npy") == region.path for region in psutil.Process().memory_maps())
