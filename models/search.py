@@ -62,6 +62,30 @@ def candidates(
     ]
 
 
+def map_in_order(function: Callable, items: list, *, shared: object = None) -> list:
+    """[function(shared, item) for every item]: trials one after another in this process."""
+    return [function(shared, item) for item in items]
+
+
+def run_trial(shared: tuple, candidate: tuple[TrainConfig, MLPConfig]) -> Trial | None:
+    """One trial from seeded weights; None when training diverged.
+
+    shared : (train features, train labels, val features, val labels, device, augment, progress),
+    the same for every trial, so a parallel map sends them to each worker once.
+    """
+    train_features, train_labels, val_features, val_labels, device, augment, progress = shared
+    config, model_config = candidate
+    torch.manual_seed(config.seed)
+    model = MLP(model_config)
+    start = time.perf_counter()
+    try:
+        history = train(model, config, train_features, train_labels, val_features, val_labels, device=device, progress=progress, augment=augment)
+    except FloatingPointError:
+        return None  # a learning rate too high for this feature set; the other points decide
+    chosen_epoch = best_epoch(history)
+    return Trial(config, model_config, history[chosen_epoch - 1].val_accuracy, chosen_epoch, time.perf_counter() - start, history, model)
+
+
 def search(
     configs: list[tuple[TrainConfig, MLPConfig]],
     train_features: torch.Tensor,
@@ -71,19 +95,15 @@ def search(
     device: torch.device,
     augment: Callable | None = None,
     progress: bool = True,
+    map_trials: Callable = map_in_order,
 ) -> tuple[Trial, list[Trial]]:
-    """(best trial by validation accuracy, all trials that did not diverge)."""
-    trials = []
-    for config, model_config in configs:
-        torch.manual_seed(config.seed)
-        model = MLP(model_config)
-        start = time.perf_counter()
-        try:
-            history = train(model, config, train_features, train_labels, val_features, val_labels, device=device, progress=progress, augment=augment)
-        except FloatingPointError:
-            continue  # a learning rate too high for this feature set; the other points decide
-        chosen_epoch = best_epoch(history)
-        trials.append(Trial(config, model_config, history[chosen_epoch - 1].val_accuracy, chosen_epoch, time.perf_counter() - start, history, model))
+    """(best trial by validation accuracy, all trials that did not diverge).
+
+    map_trials(run_trial, configs, shared=...) runs the trials and returns them in the configs' order:
+    one after another here, or in parallel (pipeline.engine.map_in_order with engine: ray).
+    """
+    shared = (train_features, train_labels, val_features, val_labels, device, augment, progress)
+    trials = [trial for trial in map_trials(run_trial, configs, shared=shared) if trial is not None]
     if not trials:
         raise FloatingPointError("training diverged for every learning rate searched; lower learning_rates")
     return max(trials, key=lambda trial: trial.val_accuracy), trials

@@ -5,22 +5,30 @@ import argparse
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 from features import get_extractor
 from pipeline.artifacts import EXTRACT_METRICS_DIR, MIRRORED_SPLITS, PREVIEW_NAME, SPLITS, feature_dir, load_prepared, mirrored
+from pipeline.engine import map_in_order
 from pipeline.io import atomic_directory, save_arrays, write_json
 from pipeline.params import check_extractors, load_params
 from pipeline.stage import run_stage
 
 
-def transform_in_batches(extractor, images: np.ndarray, batch_size: int, description: str) -> np.ndarray:
-    """Transform with a progress bar, a batch at a time, so memory stays bounded by the batch."""
-    parts = [
-        extractor.transform(images[start : start + batch_size])
-        for start in tqdm(range(0, len(images), batch_size), desc=description, unit="batch", leave=False)
-    ]
-    return np.concatenate(parts) if parts else np.zeros((0, extractor.output_dim(images.shape[1:])), np.float32)
+def image_shards(counts: dict[str, int], batch_size: int) -> list[tuple[str, int, int]]:
+    """(key, start, stop) per batch of every split in `counts` ({key: number of images}), in order."""
+    return [(key, start, min(start + batch_size, count)) for key, count in counts.items() for start in range(0, count, batch_size)]
+
+
+def transform_shard(shared: tuple, shard: tuple[str, int, int]) -> np.ndarray:
+    """(stop - start, d) float32 features of one shard; shared = (fitted extractor, {split: images}).
+
+    A mirrored key's images are its split's, mirrored left-right: a mirrored cat is still a cat.
+    """
+    extractor, images = shared
+    key, start, stop = shard
+    split = key.removesuffix(mirrored(""))
+    batch = images[split][start:stop]
+    return extractor.transform(batch[:, :, ::-1] if key != split else batch)
 
 
 def sample_images(images: np.ndarray, labels: np.ndarray, count: int = 8) -> np.ndarray:
@@ -50,16 +58,22 @@ def main() -> None:
     start = time.perf_counter()
     extractor.fit(splits["train"]["images"])
     fit_seconds = time.perf_counter() - start
-    work = {split: splits[split]["images"] for split in SPLITS}
-    if params.extract_mirror:  # training's `augment: flip` adds these rows: a mirrored cat is still a cat
-        work.update({mirrored(split): splits[split]["images"][:, :, ::-1] for split in MIRRORED_SPLITS})
-    features, n_images, start = {}, 0, time.perf_counter()
-    for key, images in work.items():
-        split = key.replace("_", " ")  # "train mirrored"
-        features[key] = transform_in_batches(extractor, images, params.extract_batch_size, f"{args.name} {split}")
-        n_images += len(images)
-        if not np.isfinite(features[key]).all():
+    images = {split: splits[split]["images"] for split in SPLITS}
+    counts = {split: len(images[split]) for split in SPLITS}
+    if params.extract_mirror:  # training's `augment: flip` adds these rows
+        counts.update({mirrored(split): counts[split] for split in MIRRORED_SPLITS})
+    shards = image_shards(counts, params.extract_batch_size)
+    parts = {key: [] for key in counts}
+    start = time.perf_counter()
+    results = map_in_order(transform_shard, shards, shared=(extractor, images), engine=params.engine, description=f"extract {args.name}", unit="batch")
+    for (key, _, _), part in zip(shards, results):
+        parts[key].append(part)
+    features = {key: np.concatenate(part) if part else np.zeros((0, dim), np.float32) for key, part in parts.items()}
+    for key, values in features.items():
+        if not np.isfinite(values).all():
+            split = key.replace("_", " ")  # "train mirrored"
             raise ValueError(f"extractor {args.name!r} produced NaN or infinite values on the {split} split")
+    n_images = sum(counts.values())
     transform_seconds = time.perf_counter() - start
 
     state = {key: value for key, value in vars(extractor).items() if key.endswith("_") and isinstance(value, np.ndarray)}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from models.search import SearchSpace, candidates, refit, search
 from models.training import TrainConfig, channel_standardization, choose_device, evaluate, predict, standardization
 from pipeline import tracking
 from pipeline.artifacts import PREPARED_DIR, SPLITS, extract_seconds, feature_previews, load_feature_set, load_prepared, mirrored, prepared_digest, train_dir
+from pipeline.engine import map_in_order
 from pipeline.featurizer import save_featurizer
 from pipeline.io import atomic_path, write_json
 from pipeline.params import CLASSIFIERS, ParamsError, load_params
@@ -132,7 +134,11 @@ def main() -> None:
     with tracking.training_run(dataset=meta["dataset"], run_name=f"{args.classifier}-{args.feature_set}", tags=run_tags, params=run_params, data=data) as run:
         start = time.perf_counter()
         configs = candidates(space, base, base_model, section.search, section.budget, params.seed)
-        best, trials = search(configs, *rows["train"], tensors["val"], labels["val"], device, augment=augment)
+        # one trial per task on Ray (a GPU each when training on one); in order, so the choice is the same
+        map_trials = functools.partial(
+            map_in_order, engine=params.engine, description="search", unit="trial", gpus_per_task=1 if device.type == "cuda" else 0
+        )
+        best, trials = search(configs, *rows["train"], tensors["val"], labels["val"], device, augment=augment, map_trials=map_trials)
         search_seconds = time.perf_counter() - start
         tracking.log_trials(trials)
         for record in best.history:
