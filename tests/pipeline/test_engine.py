@@ -1,7 +1,7 @@
-"""engine: ray gives what engine: local gives: on a local Ray instance, on a two-node cluster, and when the
+"""engine: ray gives what engine: local gives: on a local Ray instance, on a two-node cluster, and when a
 worker node dies in the middle of an extraction.
 
-Every Ray process a test starts runs inside a network namespace of its own (`unshare -n`, loopback only),
+Every Ray process runs inside one network namespace of this module's own (`unshare -n`, loopback only),
 so nothing can reach, or be reached at, another address than 127.0.0.1.
 """
 from __future__ import annotations
@@ -14,31 +14,28 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 
-from models.search import SearchSpace, candidates, search
 from models.mlp import MLPConfig
+from models.search import SearchSpace, candidates, search
 from models.training import TrainConfig
 from pipeline.engine import map_in_order
-from tests.pipeline.conftest import ROOT, deep_update, make_project, run
+from tests.pipeline.conftest import ROOT
 
-RAY_PORT = 6379  # free in a fresh network namespace
-RAY_SECONDS = 300  # a test's Ray commands are ended after this long, whatever they are doing
-TINY_RAY = {
-    "data": {"shapes": {"n_train": 300, "n_test": 100}},
-    "extract": {"batch_size": 40},
-    "linear": {"classifiers": ["softmax"], "feature_sets": ["hog"], "learning_rates": [0.003, 0.03], "reg_strengths": [0.0001], "epochs": 3, "overrides": {}},
-}
+RAY_PORT = 6390
+RAY_SECONDS = 240  # a command in the namespace is ended after this long, whatever it is doing
+FEATURE_SET = "hog+color_hist"  # trained by softmax in the tiny project (conftest.TINY)
 KILL_BATCH_SIZE = 2  # hundreds of small shards: the worker node dies with many still to do
 
 
 def namespace_problem() -> str | None:
-    """Why Ray tests cannot run in a network namespace of their own here, or None when they can."""
-    for tool in ("unshare", "ip"):
+    """Why Ray cannot be kept in a network namespace of its own here, or None when it can."""
+    for tool in ("unshare", "ip", "setsid", "pkill"):
         if shutil.which(tool) is None:
             return f"`{tool}` is not installed"
     probe = subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, text=True)
@@ -47,111 +44,121 @@ def namespace_problem() -> str | None:
     return None
 
 
+class Namespace:
+    """A bash process in a network namespace of its own where only loopback is up; commands run in it in turn."""
+
+    def __init__(self, env: dict, temp_dir: Path):
+        env = {**env, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(temp_dir)}
+        env.pop("RAY_ADDRESS", None)
+        self.temp_dir = temp_dir
+        self.sessions: dict[str, int] = {}  # Ray node name -> session id of its processes
+        self.shell = subprocess.Popen(
+            ["unshare", "-n", "bash"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True,
+        )
+        self.run("ip link set lo up")
+
+    def run(self, command: str, cwd: Path = ROOT, on_line=None) -> list[str]:
+        """Output lines of `command` (tqdm's \\r updates too, each to on_line); fails on a non-zero exit."""
+        done = f"done-{uuid.uuid4().hex}"
+        self.shell.stdin.write(f"(cd {cwd} && {command}) 2>&1; printf '\\n%s %s\\n' {done} $?\n")  # after a bar's last \r
+        self.shell.stdin.flush()
+        watchdog = threading.Timer(RAY_SECONDS, os.killpg, (self.shell.pid, 9))
+        watchdog.start()
+        lines = []
+        try:
+            for line in self.shell.stdout:  # text mode reads "\r" as a line end
+                if line.startswith(done):
+                    assert line.split()[1] == "0", f"{command} exited {line.split()[1]}:\n" + "\n".join(lines[-60:])
+                    return lines
+                lines.append(line.rstrip())
+                if on_line:
+                    on_line(line)
+        finally:
+            watchdog.cancel()
+        raise AssertionError(f"{command} did not finish within {RAY_SECONDS} s:\n" + "\n".join(lines[-60:]))
+
+    def start_node(self, name: str, head: bool = False) -> None:
+        """A Ray node on 127.0.0.1 with one CPU; `ray start` returns once it has joined, its processes
+        stay in the session `setsid` gave them, so they can be ended without `ray stop` (which ends every Ray)."""
+        where = f"--head --port={RAY_PORT} --include-dashboard=false" if head else f"--address=127.0.0.1:{RAY_PORT}"
+        log = self.temp_dir / f"{name}.log"
+        lines = self.run(f"setsid ray start {where} --num-cpus=1 --node-ip-address=127.0.0.1 >{log} 2>&1 & echo session $!; wait $!")
+        self.sessions[name] = int(next(line for line in lines if line.startswith("session ")).split()[1])
+
+    def kill_node(self, name: str) -> None:
+        """SIGKILL every process of a node: its raylet, its workers, its object store."""
+        subprocess.run(["pkill", "-KILL", "-s", str(self.sessions.pop(name))], check=False)
+
+    def close(self) -> None:
+        for name in list(self.sessions):
+            self.kill_node(name)
+        self.shell.stdin.close()
+        try:
+            self.shell.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.shell.pid, 9)
+            self.shell.wait()
+
+
 @pytest.fixture(scope="module")
-def isolated():
-    """Skip (fail on CI) where Ray cannot be kept inside a loopback-only network namespace."""
+def namespace():
+    """This module's network namespace; commands there find this Python's tools first."""
     problem = namespace_problem()
     if problem:
+        message = f"Ray tests need a network namespace of their own: {problem}"
         if os.environ.get("CI") == "true":
-            pytest.fail(f"Ray tests need a network namespace of their own: {problem}")
-        pytest.skip(f"Ray tests need a network namespace of their own: {problem}")
-
-
-def in_namespace(script: str) -> list[str]:
-    """The command that runs a bash script in a new network namespace where only loopback is up."""
-    setup = "set -e; ip link set lo up; export RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled; unset RAY_ADDRESS; "
-    return ["unshare", "-n", "bash", "-c", setup + script]
-
-
-def on_two_nodes(temp_dir: Path, command: str) -> str:
-    """A bash script: a head node and a worker node on 127.0.0.1 (one CPU each), `command` with RAY_ADDRESS
-    naming them, then both nodes ended by their session ids (never `ray stop`, which ends every Ray on the machine).
-
-    `ray start` returns once its node has joined; its processes stay in the session `setsid` gave it.
-    """
-    node = "--num-cpus=1 --node-ip-address=127.0.0.1"
-    address = f"127.0.0.1:{RAY_PORT}"
-    return f"""
-trap 'pkill -KILL -s ${{head:-0}} || true; pkill -KILL -s ${{worker:-0}} || true' EXIT
-trap 'exit 143' TERM
-setsid ray start --head --port={RAY_PORT} --include-dashboard=false --temp-dir={temp_dir} {node} >{temp_dir}/head.log 2>&1 &
-head=$!
-echo "head node session $head"
-wait $head
-setsid ray start --address={address} {node} >{temp_dir}/worker.log 2>&1 &
-worker=$!
-echo "worker node session $worker"
-wait $worker
-echo "two nodes up"
-RAY_ADDRESS={address} {command}
-"""
-
-
-def run_in_namespace(script: str, cwd: Path, env: dict, on_line=None) -> list[str]:
-    """Run `script` in its own network namespace; every output line (tqdm's \\r updates too) goes to on_line."""
-    process = subprocess.Popen(
-        in_namespace(script), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    watchdog = threading.Timer(RAY_SECONDS, os.killpg, (process.pid, 15))
-    watchdog.start()
-    lines = []
-    try:
-        for line in process.stdout:  # text mode reads "\r" as a line end
-            lines.append(line.rstrip())
-            if on_line:
-                on_line(line)
-        process.wait()
-    finally:
-        watchdog.cancel()
-        if process.poll() is None:
-            os.killpg(process.pid, 15)
-            process.wait()
-    assert process.returncode == 0, f"exit {process.returncode}:\n" + "\n".join(lines[-60:])
-    return lines
-
-
-@pytest.fixture
-def ray_temp_dir():
-    """A short path for Ray's sockets and logs (unix socket paths must stay under 108 characters)."""
-    path = Path(tempfile.mkdtemp(prefix="ray-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+            pytest.fail(message)
+        pytest.skip(message)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's unix socket paths must stay under 108 characters
+    space = Namespace(env, temp_dir)
+    yield space
+    space.close()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """A tiny project, prepared, with hog extracted and softmax trained on it by engine: local.
-
-    Returns (project, env, {name: bytes of the local outputs}).
-    """
-    project = tmp_path_factory.mktemp("ray-project")
-    params = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY_RAY)
-    params["engine"] = "local"
-    _, env = make_project(project, params)
-    env.pop("RAY_ADDRESS", None)
-    for command in (["python", "-m", "pipeline.prepare"], ["python", "-m", "pipeline.extract", "hog"], ["python", "-m", "pipeline.train", "softmax", "hog"]):
-        run(command, project, env)
-    return project, env, outputs(project)
+def cluster(namespace):
+    """A head node and a worker node, one CPU each, in this module's namespace: RAY_ADDRESS for them."""
+    namespace.start_node("head", head=True)
+    namespace.start_node("worker")
+    return f"127.0.0.1:{RAY_PORT}"
 
 
-def outputs(project: Path) -> dict:
-    results = project / "results/train/softmax-hog"
-    metrics = json.loads((results / "metrics.json").read_text())
-    return {
-        "features": (project / "data/features/hog/features.npz").read_bytes(),
-        "chosen": json.loads((results / "chosen.json").read_text()),
-        "accuracies": {key: metrics[key] for key in ("train_accuracy", "val_accuracy", "test_accuracy", "n_trials")},
-        "run_id": json.loads((results / "run.json").read_text())["run_id"],
-    }
+@pytest.fixture(scope="module")
+def project(tiny_project, tmp_path_factory):
+    """A copy of the tiny project (features extracted and models trained by engine: local), with a fresh
+    MLflow store, and params-ray.yaml: its params with engine: ray and 40-image shards."""
+    source, params, _, _ = tiny_project
+    assert "softmax" in params["linear"]["classifiers"] and FEATURE_SET in params["linear"]["feature_sets"]
+    copy = tmp_path_factory.mktemp("ray") / "project"
+    shutil.copytree(source, copy, symlinks=True, ignore=shutil.ignore_patterns("mlflow.db", "mlruns"))
+    write_params(copy, "params-ray.yaml", batch_size=40)
+    return copy
 
 
-def with_engine_ray(project: Path, **extract) -> str:
-    """Write params-ray.yaml: the project's params with engine: ray (and these extract settings)."""
+def write_params(project: Path, name: str, **extract) -> str:
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["engine"] = "ray"
     params["extract"].update(extract)
-    (project / "params-ray.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return "params-ray.yaml"
+    (project / name).write_text(yaml.safe_dump(params, sort_keys=False))
+    return name
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """{relative path: bytes} of every file under `folder`: what DVC hashes as the stage's output."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def training_results(project: Path) -> dict:
+    folder = project / "results/train" / f"softmax-{FEATURE_SET}"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    return {
+        "chosen": json.loads((folder / "chosen.json").read_text()),
+        "scores": {key: metrics[key] for key in ("train_accuracy", "val_accuracy", "test_accuracy", "n_trials")},
+    }
 
 
 # --- without Ray ------------------------------------------------------------------------------------
@@ -190,10 +197,10 @@ def test_search_runs_its_trials_through_the_map_it_is_given():
     assert (best.config, best.val_accuracy) == (in_sequence.config, in_sequence.val_accuracy)
 
 
-# --- on Ray, each test in a network namespace of its own ----------------------------------------------
+# --- on Ray, in this module's network namespace ----------------------------------------------------
 
 LOCAL_INSTANCE_SCRIPT = """
-import json, os, sys
+import json, os
 import numpy as np
 from features import get_extractor
 from pipeline.engine import map_in_order
@@ -215,49 +222,39 @@ print(json.dumps({
 """
 
 
-def test_a_local_ray_instance_maps_in_order_to_the_same_bytes(isolated, tmp_path):
+def test_without_ray_address_a_local_ray_instance_maps_in_order_to_the_same_bytes(namespace, tmp_path):
     (tmp_path / "script.py").write_text(LOCAL_INSTANCE_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    lines = run_in_namespace(f"python {tmp_path / 'script.py'}", ROOT, env)
+    lines = namespace.run(f"PYTHONPATH={ROOT} python {tmp_path / 'script.py'}")
     result = json.loads(next(line for line in lines if line.startswith("{")))
     assert result["same_bytes"] == [True] * 16  # 50 images in shards of 7, and their mirrors
     assert result["workers"] and result["driver"] not in result["workers"]  # the work ran in Ray's processes
 
 
-def test_a_two_node_cluster_extracts_and_searches_like_local(isolated, reference, ray_temp_dir):
-    project, env, local = reference
-    params = with_engine_ray(project)
-    commands = f"python -m pipeline.extract hog --params {params} && python -m pipeline.train softmax hog --params {params}"
-    lines = run_in_namespace(on_two_nodes(ray_temp_dir, commands), project, env)
-    assert "two nodes up" in lines
-    on_ray = outputs(project)
-    assert on_ray["features"] == local["features"]
-    assert on_ray["chosen"] == local["chosen"]
-    assert on_ray["accuracies"] == local["accuracies"]
+def test_a_two_node_cluster_extracts_and_searches_like_local(namespace, cluster, project, tiny_project):
+    source = tiny_project[0]
+    ray = f"RAY_ADDRESS={cluster} python -m pipeline"
+    namespace.run(f"{ray}.extract hog --params params-ray.yaml && {ray}.train softmax {FEATURE_SET} --params params-ray.yaml", cwd=project)
+    assert folder_bytes(project / "data/features/hog") == folder_bytes(source / "data/features/hog")  # shards of 40 or 1000 alike
+    assert training_results(project) == training_results(source)
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    run = client.get_run(on_ray["run_id"])
-    trials = client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
-    assert len(trials) == local["accuracies"]["n_trials"] == 2  # each trial still a child run, with its curves
-    assert all(client.get_metric_history(trial.info.run_id, "val_accuracy") for trial in trials)
+    run_id = json.loads((project / "results/train" / f"softmax-{FEATURE_SET}" / "run.json").read_text())["run_id"]
+    run = client.get_run(run_id)
+    trials = client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+    assert len(trials) == training_results(source)["scores"]["n_trials"] == 2  # each trial still a child run
+    assert all(len(client.get_metric_history(trial.info.run_id, "val_accuracy")) == 3 for trial in trials)  # with its curves
 
 
-def test_extraction_finishes_with_the_same_features_when_the_worker_node_dies(isolated, reference, ray_temp_dir):
-    project, env, local = reference
-    params = with_engine_ray(project, batch_size=KILL_BATCH_SIZE)
-    sessions, progress = {}, {}
+def test_extraction_finishes_with_the_same_features_when_a_worker_node_dies(namespace, cluster, project, tiny_project):
+    namespace.start_node("doomed")  # a third node, so the cluster the other tests use keeps its worker
+    params = write_params(project, "params-kill.yaml", batch_size=KILL_BATCH_SIZE)
+    progress = {}
 
-    def kill_the_worker_node_a_fifth_in(line: str) -> None:
-        if found := re.match(r"(head|worker) node session (\d+)", line):
-            sessions[found[1]] = int(found[2])
+    def kill_the_node_a_fifth_in(line: str) -> None:
         done = re.search(r"extract hog:.*\| *(\d+)/(\d+)", line)
         if done and "killed_at" not in progress and int(done[1]) >= int(done[2]) // 5:
-            subprocess.run(["pkill", "-KILL", "-s", str(sessions["worker"])], check=True)  # its raylet and its workers
+            namespace.kill_node("doomed")
             progress.update(killed_at=int(done[1]), total=int(done[2]))
 
-    try:
-        run_in_namespace(on_two_nodes(ray_temp_dir, f"python -m pipeline.extract hog --params {params}"), project, env, kill_the_worker_node_a_fifth_in)
-    finally:
-        for session in sessions.values():
-            subprocess.run(["pkill", "-KILL", "-s", str(session)])
+    namespace.run(f"RAY_ADDRESS={cluster} python -m pipeline.extract hog --params {params}", cwd=project, on_line=kill_the_node_a_fifth_in)
     assert 0 < progress["killed_at"] < progress["total"]
-    assert (project / "data/features/hog/features.npz").read_bytes() == local["features"]  # and shard size 2 or 40 alike
+    assert folder_bytes(project / "data/features/hog") == folder_bytes(tiny_project[0] / "data/features/hog")
