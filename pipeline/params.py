@@ -14,10 +14,10 @@ from typing import Annotated, Any, Callable, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from pipeline.engine import ENGINES
 
 DATA_SOURCES = ("shapes", "cifar10", "imagefolder")
 ON_BAD_IMAGE = ("error", "skip")  # what prepare does with an image file it cannot read
+ENGINES = ("local", "ray")  # where extraction batches and search trials run: pipeline/engine.py
 CLASSIFIERS = ("svm", "softmax", "mlp")
 LINEAR_CLASSIFIERS = ("svm", "softmax")
 SVM_LOSSES = ("hinge", "squared_hinge")
