@@ -365,11 +365,11 @@ def main(argv: list[str] | None = None) -> int:
         # the project in the working directory wins, as it does for `python -m` in DVC stages
         sys.path.insert(0, str(Path.cwd()))
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    from pipeline.stage import USER_ERRORS
+    from pipeline.stage import user_errors
 
     try:
         return args.handler(args)
-    except USER_ERRORS as error:  # the stages' user errors (bad params, data, names): one line, exit 2
+    except user_errors() as error:  # the stages' user errors (bad params or YAML, data, names, a read-only store): one line, exit 2
         command = " ".join(filter(None, [args.command, getattr(args, "extractor_command", None)]))
         print(f"featurebench {command}: error: {error}", file=sys.stderr)
         return 2

@@ -63,7 +63,7 @@ def Count(minimum: int, unit: str = ""):
 
 
 Flag = Annotated[bool, Says("true or false")]
-Momentum = Annotated[float, Field(ge=0, lt=1), Says("in [0, 1)")]
+BelowOne = Annotated[float, Field(ge=0, lt=1), Says("in [0, 1)")]
 HeldOutFraction = Annotated[float, Field(gt=0, lt=0.9), Says("in (0, 0.9)")]
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -155,7 +155,7 @@ class TrainingParams(_Section):
     epochs: Annotated[Width | Annotated[list[Width], Field(min_length=1)], Says("an integer >= 1 or a non-empty list of them")] = 10
     batch_size: Count(1) = 256
     optimizer: Choice(_optimizers) = "sgd"
-    momentum: Momentum = 0.9
+    momentum: BelowOne = 0.9
     lr_schedule: Choice(("constant", "cosine"), "constant or cosine") = "cosine"
     patience: Count(0, " (0: no early stopping)") = 0
     precision: Choice(_precisions) = "auto"
@@ -208,7 +208,7 @@ class MLPParams(TrainingParams):
         list[Width] | list[list[Width]], Says("a list of integers >= 1, or a list of such lists")
     ] = [512]
     activation: Choice(_activations) = "relu"
-    dropout: Momentum = 0.0
+    dropout: BelowOne = 0.0
     batchnorm: Flag = False
     loss: Choice(("svm", "softmax"), "svm or softmax") = "softmax"
 

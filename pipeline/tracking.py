@@ -220,9 +220,22 @@ def find_experiment(dataset: str):
     import mlflow
 
     uri = tracking_uri()
+    database = sqlite_file(uri)
+    if database is not None and not database.exists():
+        return None  # opening it would create it: a write, and minutes of retries in a read-only folder
     mlflow.set_tracking_uri(uri)
-    with writable_store(uri):  # a store that does not exist yet is created, which a read-only folder refuses
+    with writable_store(uri):
         return mlflow.MlflowClient().get_experiment_by_name(experiment_name(dataset))
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a SQLite store URI (`sqlite:////abs/mlflow.db`, `sqlite:///file:PATH?mode=ro&uri=true`), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///")
+    if path.startswith("file:"):
+        path = path.removeprefix("file:").split("?")[0]
+    return Path(path)
 
 
 # --- run groups: one parent run per `dvc repro` / `dvc exp run` -------------------------------------

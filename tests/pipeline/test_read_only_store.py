@@ -81,3 +81,19 @@ def test_the_compare_stage_stops_in_one_line_when_it_cannot_log_the_report(train
     project, store = trained
     result = run(project, "-m", "pipeline.compare", store=store)
     assert_read_only_refusal(result, "compare", store)
+
+
+def test_reading_a_store_that_does_not_exist_does_not_create_it(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "results/train/svm-pixels").mkdir(parents=True)
+    (tmp_path / "results/train/svm-pixels/run.json").write_text(json.dumps({"run_id": "0" * 32, "dataset": "shapes"}))
+    result = run(tmp_path, "-m", "pipeline.cli", "compare")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"featurebench compare: error: the MLflow store sqlite:///{tmp_path.resolve() / 'mlflow.db'} has no experiment "
+        "featurebench/shapes; run `dvc repro --force` to log the runs again"
+    )
+    assert not (tmp_path / "mlflow.db").exists()
