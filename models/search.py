@@ -147,12 +147,11 @@ def diagnose(features: torch.Tensor, labels: torch.Tensor, n_classes: int, class
     HUGE_FEATURE (columns with almost no spread on the train split, divided by a tiny standard
     deviation) and classes without a training row. Read in chunks: no copy of `features`.
     """
-    non_finite, largest = torch.zeros(0, dtype=torch.int64), torch.zeros(0)
+    non_finite = largest = torch.zeros(0)  # per column, once the first chunk gives the width
     for chunk in _row_chunks(features):
         finite = torch.isfinite(chunk)
-        non_finite = non_finite + (~finite).sum(0) if len(non_finite) else (~finite).sum(0)
-        size = torch.where(finite, chunk.abs(), torch.zeros(())).amax(0)
-        largest = torch.maximum(largest, size) if len(largest) else size
+        counts, sizes = (~finite).sum(0), torch.where(finite, chunk.abs(), torch.zeros(())).amax(0)
+        non_finite, largest = (counts, sizes) if not len(largest) else (non_finite + counts, torch.maximum(largest, sizes))
     problems = []
     if non_finite.any():
         columns = torch.nonzero(non_finite).flatten().tolist()
