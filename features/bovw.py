@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from features.base import FeatureExtractor, NotFittedError, check_images, check_positive_int
-from features.kmeans import kmeans
-from features.parallel import run_on_torch_threads
+from features.kmeans import kmeans, run_on_torch_threads
 from features.registry import register
 
 ENCODINGS = ("hard", "triangle")

@@ -5,12 +5,16 @@ assignment each patch joins the random direction it is most aligned with, so the
 directions (oriented edges, colour opponents) rather than from copies of the many flat patches. On
 CIFAR-10 this scored 1.4 points above k-means from random patches (validation, 10,000 training
 images, linear SVM). A centroid left without patches becomes zero, as in their code, rather than NaN.
+
+`run_on_torch_threads` spreads the assignment's chunks over torch's threads; the bag-of-visual-words
+encoder, the only user of this k-means, spreads its images the same way.
 """
 from __future__ import annotations
 
-import torch
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
-from features.parallel import run_on_torch_threads
+import torch
 
 ASSIGN_CHUNK = 1024  # points per assignment product: 1024 x 1600 scores x 4 bytes = 6.5 MB, cache-sized
 
@@ -40,6 +44,37 @@ def assign(points_with_ones: torch.Tensor, centroids: torch.Tensor) -> torch.Ten
 
     run_on_torch_threads(range(0, len(points_with_ones), ASSIGN_CHUNK), score)
     return labels
+
+
+def run_on_torch_threads(chunk_starts: range, work) -> None:
+    """Call work(start, buffers) for every start on as many Python threads as torch has threads.
+
+    Torch runs single-threaded inside each (torch's thread count is set back when done), so whole
+    chunks run in parallel instead of every small operation being split across the cores, which on
+    a busy machine waits on whichever core is descheduled: measured on 2 shared cores, a bovw image
+    went 4x faster this way. Threads take the next start as they free up; `buffers` is a dict that
+    stays with its thread, for arrays reused from chunk to chunk. An exception in work is raised here.
+    """
+    threads, starts, lock = torch.get_num_threads(), iter(chunk_starts), threading.Lock()
+
+    def worker():
+        torch.set_num_threads(1)  # in every thread: MKL keeps a count per thread, and a new one would use all cores
+        buffers = {}
+        while True:
+            with lock:
+                start = next(starts, None)
+            if start is None:
+                return
+            work(start, buffers)
+
+    try:
+        if threads == 1:
+            return worker()
+        with ThreadPoolExecutor(threads) as pool:
+            for future in [pool.submit(worker) for _ in range(threads)]:
+                future.result()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def kmeans(points: torch.Tensor, n_clusters: int, iterations: int, seed: int) -> torch.Tensor:
