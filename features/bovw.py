@@ -18,8 +18,6 @@ CIFAR-10 patches to 1600 codewords would be 280 GB; one worker's buffer is 4.7 M
 """
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from features.base import FeatureExtractor, NotFittedError, check_images, check_positive_int
-from features.kmeans import kmeans
+from features.kmeans import kmeans, run_on_torch_threads
 from features.registry import register
 
 ENCODINGS = ("hard", "triangle")
@@ -181,35 +179,6 @@ def pool_hard(squared: torch.Tensor, rows: list, cols: list, out: torch.Tensor) 
 def region_sizes(rows: list, cols: list) -> torch.Tensor:
     """(len(rows), len(cols)) patch counts of the pooling regions."""
     return torch.tensor([[float((bottom - top) * (right - left)) for left, right in cols] for top, bottom in rows])
-
-
-def run_on_torch_threads(chunk_starts: range, work) -> None:
-    """Call work(start, buffers) for every start on as many Python threads as torch has threads.
-
-    Torch runs single-threaded inside each (set back when done), so whole images run in parallel
-    instead of every small operation being split across the cores, which on a busy machine waits on
-    whichever core is descheduled. Threads take the next start as they free up and keep their buffers.
-    """
-    threads, starts, lock = torch.get_num_threads(), iter(chunk_starts), threading.Lock()
-
-    def worker():
-        torch.set_num_threads(1)  # in every thread: MKL keeps a count per thread, and a new one would use all cores
-        buffers = {}
-        while True:
-            with lock:
-                start = next(starts, None)
-            if start is None:
-                return
-            work(start, buffers)
-
-    try:
-        if threads == 1:
-            return worker()
-        with ThreadPoolExecutor(threads) as pool:
-            for future in [pool.submit(worker) for _ in range(threads)]:
-                future.result()
-    finally:
-        torch.set_num_threads(threads)
 
 
 @register("bovw")

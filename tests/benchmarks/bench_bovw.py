@@ -129,8 +129,10 @@ def main(argv=None) -> int:
     parser.add_argument("--encoding", choices=("triangle", "hard"), default="triangle")
     parser.add_argument("--kmeans-iterations", type=int, default=50, help="fewer fit faster; the codebook's quality hardly changes the timing")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch's threads (default: its own choice, one per core)")
     parser.add_argument("--archive", type=Path, default=SHARED_CIFAR10_JPEG)
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     images = first_images(max(args.fit, args.n), args.archive)
     extractor = get_extractor("bovw", n_clusters=args.clusters, encoding=args.encoding, kmeans_iterations=args.kmeans_iterations)
