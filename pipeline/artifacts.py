@@ -9,11 +9,13 @@ Layout (one `.npy` per split, so any row is a seek away and the files memory-map
 
 Why one `.npy` per split rather than shards: with the row count known before the first batch,
 `numpy.lib.format.open_memmap` writes the header once and every batch lands at its offset, so a
-writer needs no index and a reader sees one array (np.load(mmap_mode="r")). Measured on 200k 32x32
-images (tests/benchmarks/bench_scale.py --layout): writing and reading whole splits run at the same
-speed either way (page cache bound), and a random 256-row minibatch costs one mapping of one file
-instead of up to 256 shard lookups. Shards would only win for appending to a split of unknown size,
-which no stage does: every loader knows its counts before it decodes.
+writer needs no index and a reader sees one array (np.load(mmap_mode="r")). Measured on 100k 32x32
+images on a loaded 2-core machine (`python tests/benchmarks/bench_scale.py --layout 100000`): writing
+6.8 s one file / 8.5 s 10k-image shards, a sequential pass 1.6 s / 0.9 s, 200 random 256-image
+minibatches 2.7 s / 7.6 s: training's random minibatches, read every step, are what matter, and one
+file serves them with one mapping where shards need one per shard a minibatch touches. Shards would
+only win for appending to a split of unknown size, which no stage does: `prepare` plans the splits
+from the labels before it writes an image.
 
 Memory: readers map a file only for the duration of one read (`MappedRows.rows`), as nanoGPT's loader
 re-creates its memmap every batch: a mapping kept open holds every page it touched in the process's
