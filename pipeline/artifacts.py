@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-import torch
 from numpy.lib import format as npy_format
 
 from pipeline.io import read_json
@@ -121,7 +120,7 @@ class NpyWriter:
 
 
 def write_split(prepared_dir: Path, split: str, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> None:
-    """A prepared split's images and labels, in the data layer's layout."""
+    """A prepared split's images and labels from memory, in the data layer's layout (tests, small data)."""
     with NpyWriter(images_path(split, prepared_dir), len(images), images.shape[1:], np.uint8) as writer:
         for start in range(0, len(images), batch_size):
             writer.write(images[start : start + batch_size])
@@ -252,8 +251,10 @@ class StandardizedRows:
     def rows(self, indices) -> np.ndarray:
         return (self.source.rows(indices) - self.mean) / self.scale
 
-    def __getitem__(self, rows: slice) -> torch.Tensor:
+    def __getitem__(self, rows: slice):
         """A slice of rows as a tensor: code written for in-memory tensors (chunked reads) works unchanged."""
+        import torch  # here: `prepare` and `compare` use this module without torch
+
         start, stop, step = rows.indices(len(self))
         return torch.from_numpy(self.rows(np.arange(start, stop, step)))
 
@@ -291,12 +292,6 @@ def open_feature_set(members: list[str], key: str) -> ColumnConcatenation:
         if not features_path(member, key).exists():
             raise FileNotFoundError(f"{features_path(member, key)} is missing; run `dvc repro extract@{member}` first")
     return ColumnConcatenation([MappedRows(features_path(member, key)) for member in members])
-
-
-def load_feature_set(members: list[str], mirrored_rows: bool = True) -> dict[str, np.ndarray]:
-    """{split: (n, d) float32} in memory: for small data and tests; the stages read through `open_feature_set`."""
-    keys = list(SPLITS) + ([mirrored(split) for split in MIRRORED_SPLITS] if mirrored_rows and has_mirrored_rows(members) else [])
-    return {key: read_all(open_feature_set(members, key)) for key in keys}
 
 
 def read_all(source) -> np.ndarray:
