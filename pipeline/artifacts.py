@@ -9,11 +9,13 @@ Layout (one `.npy` per split, so any row is a seek away and the files memory-map
 
 Why one `.npy` per split rather than shards: with the row count known before the first batch,
 `numpy.lib.format.open_memmap` writes the header once and every batch lands at its offset, so a
-writer needs no index and a reader sees one array (np.load(mmap_mode="r")). Measured on 200k 32x32
-images (tests/benchmarks/bench_scale.py --layout): writing and reading whole splits run at the same
-speed either way (page cache bound), and a random 256-row minibatch costs one mapping of one file
-instead of up to 256 shard lookups. Shards would only win for appending to a split of unknown size,
-which no stage does: every loader knows its counts before it decodes.
+writer needs no index and a reader sees one array (np.load(mmap_mode="r")). Measured on 100k 32x32
+images on a loaded 2-core machine (`python tests/benchmarks/bench_scale.py --layout 100000`): writing
+6.8 s one file / 8.5 s 10k-image shards, a sequential pass 1.6 s / 0.9 s, 200 random 256-image
+minibatches 2.7 s / 7.6 s: training's random minibatches, read every step, are what matter, and one
+file serves them with one mapping where shards need one per shard a minibatch touches. Shards would
+only win for appending to a split of unknown size, which no stage does: `prepare` plans the splits
+from the labels before it writes an image.
 
 Memory: readers map a file only for the duration of one read (`MappedRows.rows`), as nanoGPT's loader
 re-creates its memmap every batch: a mapping kept open holds every page it touched in the process's
@@ -28,7 +30,6 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-import torch
 from numpy.lib import format as npy_format
 
 from pipeline.io import read_json
@@ -119,7 +120,7 @@ class NpyWriter:
 
 
 def write_split(prepared_dir: Path, split: str, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> None:
-    """A prepared split's images and labels, in the data layer's layout."""
+    """A prepared split's images and labels from memory, in the data layer's layout (tests, small data)."""
     with NpyWriter(images_path(split, prepared_dir), len(images), images.shape[1:], np.uint8) as writer:
         for start in range(0, len(images), batch_size):
             writer.write(images[start : start + batch_size])
@@ -250,8 +251,10 @@ class StandardizedRows:
     def rows(self, indices) -> np.ndarray:
         return (self.source.rows(indices) - self.mean) / self.scale
 
-    def __getitem__(self, rows: slice) -> torch.Tensor:
+    def __getitem__(self, rows: slice):
         """A slice of rows as a tensor: code written for in-memory tensors (chunked reads) works unchanged."""
+        import torch  # here: `prepare` and `compare` use this module without torch
+
         start, stop, step = rows.indices(len(self))
         return torch.from_numpy(self.rows(np.arange(start, stop, step)))
 
@@ -289,12 +292,6 @@ def open_feature_set(members: list[str], key: str) -> ColumnConcatenation:
         if not features_path(member, key).exists():
             raise FileNotFoundError(f"{features_path(member, key)} is missing; run `dvc repro extract@{member}` first")
     return ColumnConcatenation([MappedRows(features_path(member, key)) for member in members])
-
-
-def load_feature_set(members: list[str], mirrored_rows: bool = True) -> dict[str, np.ndarray]:
-    """{split: (n, d) float32} in memory: for small data and tests; the stages read through `open_feature_set`."""
-    keys = list(SPLITS) + ([mirrored(split) for split in MIRRORED_SPLITS] if mirrored_rows and has_mirrored_rows(members) else [])
-    return {key: read_all(open_feature_set(members, key)) for key in keys}
 
 
 def read_all(source) -> np.ndarray:
