@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import os
+import socket
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,6 +90,20 @@ def _run_task(function, shared, item, cpus: int):
     return function(shared, item)
 
 
+def check_reachable(address: str, seconds: float = 10) -> None:
+    """Refuse a host:port nothing listens on at once: ray.init would retry it for minutes."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # "local", "auto", ray://...: Ray resolves those itself
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as error:
+        raise EngineError(
+            f"engine: ray cannot reach the Ray cluster at RAY_ADDRESS={address} ({error.strerror or error}); "
+            "start it there (`ray start --head`) or unset RAY_ADDRESS to run a local Ray instance"
+        ) from error
+
+
 @contextmanager
 def ray_session():
     """Connect to the cluster RAY_ADDRESS names, or start a local Ray instance; shut down on leaving."""
@@ -98,6 +113,7 @@ def ray_session():
     import ray
 
     address = os.environ.get("RAY_ADDRESS") or "local"
+    check_reachable(address)
     packages = [str(Path(__file__).resolve().parents[1] / name) for name in PROJECT_PACKAGES]
     try:
         ray.init(

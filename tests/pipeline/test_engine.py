@@ -70,7 +70,7 @@ class Namespace:
             for line in self.shell.stdout:  # text mode reads "\r" as a line end
                 if line.startswith(done):
                     assert line.split()[1] == "0", f"{command} exited {line.split()[1]}:\n" + "\n".join(lines[-60:])
-                    return lines
+                    return lines[:-1] if lines and not lines[-1] else lines  # less the marker's leading newline
                 lines.append(line.rstrip())
                 if on_line:
                     on_line(line)
@@ -241,7 +241,7 @@ def test_a_two_node_cluster_extracts_and_searches_like_local(namespace, cluster,
     run = client.get_run(run_id)
     trials = client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
     assert len(trials) == training_results(source)["scores"]["n_trials"] == 2  # each trial still a child run
-    assert all(len(client.get_metric_history(trial.info.run_id, "val_accuracy")) == 3 for trial in trials)  # with its curves
+    assert all(len(client.get_metric_history(trial.info.run_id, "epoch_val_accuracy")) == 3 for trial in trials)  # with its curves
 
 
 def test_extraction_finishes_with_the_same_features_when_a_worker_node_dies(namespace, cluster, project, tiny_project):
@@ -258,3 +258,11 @@ def test_extraction_finishes_with_the_same_features_when_a_worker_node_dies(name
     namespace.run(f"RAY_ADDRESS={cluster} python -m pipeline.extract hog --params {params}", cwd=project, on_line=kill_the_node_a_fifth_in)
     assert 0 < progress["killed_at"] < progress["total"]
     assert folder_bytes(project / "data/features/hog") == folder_bytes(tiny_project[0] / "data/features/hog")
+
+
+def test_a_ray_address_nobody_listens_on_is_one_line_naming_it_and_the_fix(namespace, project):
+    lines = namespace.run("RAY_ADDRESS=127.0.0.1:9 python -m pipeline.extract hog --params params-ray.yaml; echo exit $?", cwd=project)
+    assert lines[-1] == "exit 2"
+    errors = [line for line in lines if line.startswith("featurebench extract: error:")]
+    assert errors == [errors[0]] and "RAY_ADDRESS=127.0.0.1:9" in errors[0] and "ray start --head" in errors[0]
+    assert "Traceback" not in "\n".join(lines)
