@@ -53,7 +53,7 @@ def map_in_order(
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     items = list(items)
-    if engine == "ray":
+    if engine == "ray" and items:
         results = _map_on_ray(function, items, shared, cpus_per_task, gpus_per_task)
     else:
         results = (function(shared, item) for item in items)
@@ -71,6 +71,8 @@ def _map_on_ray(function, items: list, shared, cpus_per_task: int, gpus_per_task
     import ray
 
     with ray_session():
+        if gpus_per_task and ray.cluster_resources().get("GPU", 0) < gpus_per_task:
+            raise EngineError("the Ray cluster has no GPU for tasks that train on one; set device: cpu or add a GPU node")
         task = ray.remote(_run_task).options(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=MAX_RETRIES)
         shared_ref = ray.put(shared)  # once, not once per task
         window = max(2, TASKS_IN_FLIGHT_PER_CPU * int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))

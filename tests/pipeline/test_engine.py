@@ -35,7 +35,7 @@ KILL_BATCH_SIZE = 2  # hundreds of small shards: the worker node dies with many 
 
 def namespace_problem() -> str | None:
     """Why Ray cannot be kept in a network namespace of its own here, or None when it can."""
-    for tool in ("unshare", "ip", "setsid", "pkill"):
+    for tool in ("unshare", "ip", "setsid", "pgrep", "pkill"):
         if shutil.which(tool) is None:
             return f"`{tool}` is not installed"
     probe = subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, text=True)
@@ -61,7 +61,7 @@ class Namespace:
     def run(self, command: str, cwd: Path = ROOT, on_line=None) -> list[str]:
         """Output lines of `command` (tqdm's \\r updates too, each to on_line); fails on a non-zero exit."""
         done = f"done-{uuid.uuid4().hex}"
-        self.shell.stdin.write(f"(cd {cwd} && {command}) 2>&1; printf '\\n%s %s\\n' {done} $?\n")  # after a bar's last \r
+        self.shell.stdin.write(f"(cd {cwd} || exit; {command}) 2>&1; printf '\\n%s %s\\n' {done} $?\n")  # after a bar's last \r
         self.shell.stdin.flush()
         watchdog = threading.Timer(RAY_SECONDS, os.killpg, (self.shell.pid, 9))
         watchdog.start()
@@ -84,11 +84,13 @@ class Namespace:
         where = f"--head --port={RAY_PORT} --include-dashboard=false" if head else f"--address=127.0.0.1:{RAY_PORT}"
         log = self.temp_dir / f"{name}.log"
         lines = self.run(f"setsid ray start {where} --num-cpus=1 --node-ip-address=127.0.0.1 >{log} 2>&1 & echo session $!; wait $!")
-        self.sessions[name] = int(next(line for line in lines if line.startswith("session ")).split()[1])
+        session = int(next(line for line in lines if line.startswith("session ")).split()[1])
+        assert subprocess.run(["pgrep", "-s", str(session)], capture_output=True).stdout, f"no process of node {name} in session {session}"
+        self.sessions[name] = session
 
-    def kill_node(self, name: str) -> None:
-        """SIGKILL every process of a node: its raylet, its workers, its object store."""
-        subprocess.run(["pkill", "-KILL", "-s", str(self.sessions.pop(name))], check=False)
+    def kill_node(self, name: str) -> bool:
+        """SIGKILL every process of a node (its raylet, its workers, its object store); False if none was left."""
+        return subprocess.run(["pkill", "-KILL", "-s", str(self.sessions.pop(name))]).returncode == 0
 
     def close(self) -> None:
         for name in list(self.sessions):
@@ -252,11 +254,10 @@ def test_extraction_finishes_with_the_same_features_when_a_worker_node_dies(name
     def kill_the_node_a_fifth_in(line: str) -> None:
         done = re.search(r"extract hog:.*\| *(\d+)/(\d+)", line)
         if done and "killed_at" not in progress and int(done[1]) >= int(done[2]) // 5:
-            namespace.kill_node("doomed")
-            progress.update(killed_at=int(done[1]), total=int(done[2]))
+            progress.update(killed_at=int(done[1]), total=int(done[2]), killed=namespace.kill_node("doomed"))
 
     namespace.run(f"RAY_ADDRESS={cluster} python -m pipeline.extract hog --params {params}", cwd=project, on_line=kill_the_node_a_fifth_in)
-    assert 0 < progress["killed_at"] < progress["total"]
+    assert progress["killed"] and 0 < progress["killed_at"] < progress["total"]  # it died mid-extraction
     assert folder_bytes(project / "data/features/hog") == folder_bytes(tiny_project[0] / "data/features/hog")
 
 
