@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import os
+import socket
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,7 +53,7 @@ def map_in_order(
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     items = list(items)
-    if engine == "ray":
+    if engine == "ray" and items:
         results = _map_on_ray(function, items, shared, cpus_per_task, gpus_per_task)
     else:
         results = (function(shared, item) for item in items)
@@ -70,6 +71,8 @@ def _map_on_ray(function, items: list, shared, cpus_per_task: int, gpus_per_task
     import ray
 
     with ray_session():
+        if gpus_per_task and ray.cluster_resources().get("GPU", 0) < gpus_per_task:
+            raise EngineError("the Ray cluster has no GPU for tasks that train on one; set device: cpu or add a GPU node")
         task = ray.remote(_run_task).options(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=MAX_RETRIES)
         shared_ref = ray.put(shared)  # once, not once per task
         window = max(2, TASKS_IN_FLIGHT_PER_CPU * int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
@@ -89,6 +92,20 @@ def _run_task(function, shared, item, cpus: int):
     return function(shared, item)
 
 
+def check_reachable(address: str, seconds: float = 10) -> None:
+    """Refuse a host:port nothing listens on at once: ray.init would retry it for minutes."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # "local", "auto", ray://...: Ray resolves those itself
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as error:
+        raise EngineError(
+            f"engine: ray cannot reach the Ray cluster at RAY_ADDRESS={address} ({error.strerror or error}); "
+            "start it there (`ray start --head`) or unset RAY_ADDRESS to run a local Ray instance"
+        ) from error
+
+
 @contextmanager
 def ray_session():
     """Connect to the cluster RAY_ADDRESS names, or start a local Ray instance; shut down on leaving."""
@@ -98,6 +115,7 @@ def ray_session():
     import ray
 
     address = os.environ.get("RAY_ADDRESS") or "local"
+    check_reachable(address)
     packages = [str(Path(__file__).resolve().parents[1] / name) for name in PROJECT_PACKAGES]
     try:
         ray.init(

@@ -35,7 +35,7 @@ KILL_BATCH_SIZE = 2  # hundreds of small shards: the worker node dies with many 
 
 def namespace_problem() -> str | None:
     """Why Ray cannot be kept in a network namespace of its own here, or None when it can."""
-    for tool in ("unshare", "ip", "setsid", "pkill"):
+    for tool in ("unshare", "ip", "setsid", "pgrep", "pkill"):
         if shutil.which(tool) is None:
             return f"`{tool}` is not installed"
     probe = subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, text=True)
@@ -61,7 +61,7 @@ class Namespace:
     def run(self, command: str, cwd: Path = ROOT, on_line=None) -> list[str]:
         """Output lines of `command` (tqdm's \\r updates too, each to on_line); fails on a non-zero exit."""
         done = f"done-{uuid.uuid4().hex}"
-        self.shell.stdin.write(f"(cd {cwd} && {command}) 2>&1; printf '\\n%s %s\\n' {done} $?\n")  # after a bar's last \r
+        self.shell.stdin.write(f"(cd {cwd} || exit; {command}) 2>&1; printf '\\n%s %s\\n' {done} $?\n")  # after a bar's last \r
         self.shell.stdin.flush()
         watchdog = threading.Timer(RAY_SECONDS, os.killpg, (self.shell.pid, 9))
         watchdog.start()
@@ -70,7 +70,7 @@ class Namespace:
             for line in self.shell.stdout:  # text mode reads "\r" as a line end
                 if line.startswith(done):
                     assert line.split()[1] == "0", f"{command} exited {line.split()[1]}:\n" + "\n".join(lines[-60:])
-                    return lines
+                    return lines[:-1] if lines and not lines[-1] else lines  # less the marker's leading newline
                 lines.append(line.rstrip())
                 if on_line:
                     on_line(line)
@@ -84,11 +84,13 @@ class Namespace:
         where = f"--head --port={RAY_PORT} --include-dashboard=false" if head else f"--address=127.0.0.1:{RAY_PORT}"
         log = self.temp_dir / f"{name}.log"
         lines = self.run(f"setsid ray start {where} --num-cpus=1 --node-ip-address=127.0.0.1 >{log} 2>&1 & echo session $!; wait $!")
-        self.sessions[name] = int(next(line for line in lines if line.startswith("session ")).split()[1])
+        session = int(next(line for line in lines if line.startswith("session ")).split()[1])
+        assert subprocess.run(["pgrep", "-s", str(session)], capture_output=True).stdout, f"no process of node {name} in session {session}"
+        self.sessions[name] = session
 
-    def kill_node(self, name: str) -> None:
-        """SIGKILL every process of a node: its raylet, its workers, its object store."""
-        subprocess.run(["pkill", "-KILL", "-s", str(self.sessions.pop(name))], check=False)
+    def kill_node(self, name: str) -> bool:
+        """SIGKILL every process of a node (its raylet, its workers, its object store); False if none was left."""
+        return subprocess.run(["pkill", "-KILL", "-s", str(self.sessions.pop(name))]).returncode == 0
 
     def close(self) -> None:
         for name in list(self.sessions):
@@ -244,7 +246,7 @@ def test_a_two_node_cluster_extracts_and_searches_like_local(namespace, cluster,
     run = client.get_run(run_id)
     trials = client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
     assert len(trials) == training_results(source)["scores"]["n_trials"] == 2  # each trial still a child run
-    assert all(len(client.get_metric_history(trial.info.run_id, "val_accuracy")) == 3 for trial in trials)  # with its curves
+    assert all(len(client.get_metric_history(trial.info.run_id, "epoch_val_accuracy")) == 3 for trial in trials)  # with its curves
 
 
 def test_extraction_finishes_with_the_same_features_when_a_worker_node_dies(namespace, cluster, project, tiny_project):
@@ -255,9 +257,16 @@ def test_extraction_finishes_with_the_same_features_when_a_worker_node_dies(name
     def kill_the_node_a_fifth_in(line: str) -> None:
         done = re.search(r"extract hog:.*\| *(\d+)/(\d+)", line)
         if done and "killed_at" not in progress and int(done[1]) >= int(done[2]) // 5:
-            namespace.kill_node("doomed")
-            progress.update(killed_at=int(done[1]), total=int(done[2]))
+            progress.update(killed_at=int(done[1]), total=int(done[2]), killed=namespace.kill_node("doomed"))
 
     namespace.run(f"RAY_ADDRESS={cluster} python -m pipeline.extract hog --params {params}", cwd=project, on_line=kill_the_node_a_fifth_in)
-    assert 0 < progress["killed_at"] < progress["total"]
+    assert progress["killed"] and 0 < progress["killed_at"] < progress["total"]  # it died mid-extraction
     assert folder_bytes(project / "data/features/hog") == folder_bytes(tiny_project[0] / "data/features/hog")
+
+
+def test_a_ray_address_nobody_listens_on_is_one_line_naming_it_and_the_fix(namespace, project):
+    lines = namespace.run("RAY_ADDRESS=127.0.0.1:9 python -m pipeline.extract hog --params params-ray.yaml; echo exit $?", cwd=project)
+    assert lines[-1] == "exit 2"
+    errors = [line for line in lines if line.startswith("featurebench extract: error:")]
+    assert errors == [errors[0]] and "RAY_ADDRESS=127.0.0.1:9" in errors[0] and "ray start --head" in errors[0]
+    assert "Traceback" not in "\n".join(lines)
