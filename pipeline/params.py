@@ -25,6 +25,7 @@ class DataParams:
     raw_dir: str = "data/raw"
     on_bad_image: str = "error"
     shapes: dict = field(default_factory=dict)
+    train_fraction: float = 1.0  # train on a stratified subset of the train split (the data-size study); val and test unchanged
 
     def check(self) -> None:
         _check_choice("data.name", self.name, DATA_SOURCES)
@@ -33,6 +34,8 @@ class DataParams:
         _check_choice("data.on_bad_image", self.on_bad_image, ON_BAD_IMAGE)
         if self.image_size < 8:
             raise ParamsError(f"data.image_size must be >= 8; got {self.image_size}")
+        if not 0 < self.train_fraction <= 1:
+            raise ParamsError(f"data.train_fraction must be in (0, 1]; got {self.train_fraction}")
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0 < value < 0.9:

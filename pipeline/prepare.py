@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.datasets.load import dataset_label, load_raw, prepare_splits
+from pipeline.datasets.load import dataset_label, load_raw, prepare_splits, stratified_split
 from pipeline.io import atomic_directory, save_arrays, write_json
 from pipeline.params import check_extractors, load_params
 from pipeline.artifacts import PREPARED_DIR
@@ -21,6 +22,8 @@ def main() -> None:
     params = load_params(args.params)
     check_extractors(params)  # impossible extractor settings stop the pipeline here, not after the data is read
     data = prepare_splits(load_raw(params.data, params.seed), params.data.val_fraction, params.data.test_fraction, params.seed)
+    if params.data.train_fraction < 1:  # after val and test are carved, so they stay the same at every size
+        data = replace(data, train=stratified_split(data.train, 1 - params.data.train_fraction, params.seed, "train subset")[0])
     n_classes = len(data.class_names)
     with atomic_directory(args.out) as out:
         for split in ("train", "val", "test"):

@@ -1,0 +1,137 @@
+"""Run a study's points as DVC experiments: queued with `dvc exp run --queue -S ...`, run with `--run-all`.
+
+Each point gets a name from its study, label and a digest of everything it overrides, so a study
+run again (after Ctrl-C, a failure, or to add points) skips the experiments DVC already holds for
+the current commit, and a change of data or settings makes new ones. Prepare and extract are not
+redone per point: DVC restores them from its run cache when their params match.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pipeline import tracking
+from pipeline.studies.definitions import Point, Study
+
+
+@dataclass(frozen=True)
+class PlannedPoint:
+    point: Point
+    name: str  # the DVC experiment's name
+    overrides: tuple[str, ...]  # the `-S` values, in order
+
+
+def data_overrides(data: str | None) -> dict:
+    """--data: a data set name (shapes, cifar10) or a folder/archive of class folders (imagefolder)."""
+    if data is None:
+        return {}
+    if data in ("shapes", "cifar10"):
+        return {"data.name": data}
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"--data {data}: no such file or folder; give shapes, cifar10 or the path of an image folder or archive")
+    if path.name.startswith("cifar-10-python"):
+        return {"data.name": "cifar10", "data.path": str(path.resolve())}
+    return {"data.name": "imagefolder", "data.path": str(path.resolve())}  # absolute: the points run in copies of the repo
+
+
+def format_value(value) -> str:
+    """A params value as `-S` takes it (YAML flow style: [256, 256], 0.001, false)."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def removals(study: Study, params: dict) -> list[str]:
+    """`~key` overrides dropping the extractors a study does not use, and the overrides that name them."""
+    if not study.points:
+        return []
+    unused = [name for name in params.get("extractors", {}) if name not in study.extractors]
+    dropped = [f"~extractors.{name}" for name in unused]
+    for section in ("linear", "mlp"):
+        for feature_set in (params.get(section, {}).get("overrides") or {}):
+            if any(member in unused for member in str(feature_set).split("+")):
+                dropped.append(f"~{section}.overrides.{feature_set}")
+    return dropped
+
+
+def plan(study: Study, params: dict, data: str | None = None, extra: list[str] = (), only: list[str] | None = None) -> list[PlannedPoint]:
+    """The experiments of a study against the current params.yaml: names and `-S` overrides, in order."""
+    points = study.points
+    if only:
+        unknown = sorted(set(only) - {point.label for point in points})
+        if unknown:
+            raise ValueError(f"study {study.name} has no point(s) {', '.join(unknown)}; its points: {', '.join(p.label for p in points)}")
+        points = tuple(point for point in points if point.label in only)
+    shared = removals(study, params) + [f"++{key}={format_value(value)}" for key, value in {**study.settings, **data_overrides(data)}.items()]
+    planned = []
+    for point in points:
+        overrides = tuple(shared + [f"++{key}={format_value(value)}" for key, value in point.overrides.items()] + [f"++{item.removeprefix('++')}" for item in extra])
+        digest = hashlib.sha256(json.dumps([overrides, point.stages]).encode()).hexdigest()[:7]
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", f"{study.name}-{point.label}") + f"-{digest}"
+        planned.append(PlannedPoint(point, name, overrides))
+    return planned
+
+
+def dvc(*arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(["dvc", *arguments], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"dvc {' '.join(arguments)} failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+    return result
+
+
+def existing_experiments() -> set[str]:
+    """Names of the DVC experiments of the current commit (finished ones: DVC keeps no failed experiment)."""
+    return {line.strip() for line in dvc("exp", "ls", "--name-only").stdout.splitlines() if line.strip()}
+
+
+def run_points(planned: list[PlannedPoint], jobs: int = 1, echo=print) -> list[PlannedPoint]:
+    """Queue the points DVC does not hold yet and run them; returns the points that are still missing."""
+    done = existing_experiments()
+    pending = [item for item in planned if item.name not in done]
+    echo(f"{len(planned) - len(pending)} of {len(planned)} points already done; running {len(pending)}")
+    if not pending:
+        return []
+    # a run stopped half-way leaves its points queued (or failed): queue them afresh, once
+    dvc("queue", "remove", *[item.name for item in pending], check=False)
+    for item in pending:
+        arguments = ["exp", "run", "--queue", "-n", item.name]
+        for override in item.overrides:
+            arguments += ["-S", override]
+        dvc(*arguments, *item.point.stages)
+    echo(f"+ dvc exp run --run-all -j {jobs}  ({len(pending)} queued; `dvc queue status` to follow)")
+    subprocess.run(["dvc", "exp", "run", "--run-all", "-j", str(jobs)])
+    done = existing_experiments()
+    return [item for item in pending if item.name not in done]
+
+
+def metrics_path(stage: str) -> str:
+    """results/train/<run>/metrics.json of a training stage: train@svm-hog -> svm-hog, train_mlp@pixels -> mlp-pixels."""
+    kind, _, item = stage.partition("@")
+    return f"results/train/{'mlp-' + item if kind == 'train_mlp' else item}/metrics.json"
+
+
+def read_results(planned: list[PlannedPoint]) -> dict[str, dict[str, dict]]:
+    """{point label: {stage: metrics}} for the points DVC holds, read from `dvc exp show --json`."""
+    shown = json.loads(dvc("exp", "show", "--json", "--no-fetch").stdout or "[]")
+    by_name = {}
+    for baseline in shown:
+        for experiment in baseline.get("experiments") or []:
+            revision = experiment["revs"][0]
+            by_name[experiment.get("name") or revision.get("name")] = (revision.get("data") or {}).get("metrics") or {}
+    results = {}
+    for item in planned:
+        if item.name not in by_name:
+            continue
+        metrics = by_name[item.name]
+        results[item.point.label] = {stage: (metrics.get(metrics_path(stage)) or {}).get("data", {}) for stage in item.point.stages}
+    return results
+
+
+def group_in_mlflow(study: Study, planned: list[PlannedPoint], data: str | None) -> dict[str, str]:
+    """One MLflow parent for the study, above its points' run groups; {experiment id: run id}."""
+    return tracking.group_study(study.name, [item.name for item in planned], {"study_points": str(len(planned)), "study_data": data or "params.yaml"})
