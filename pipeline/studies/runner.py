@@ -20,6 +20,10 @@ from pipeline import tracking
 from pipeline.studies.definitions import Point, Study
 
 
+class StudyError(ValueError):
+    """DVC refused a study's command; the message carries DVC's own ERROR line."""
+
+
 @dataclass(frozen=True)
 class PlannedPoint:
     point: Point
@@ -47,16 +51,31 @@ def format_value(value) -> str:
 
 
 def removals(study: Study, params: dict) -> list[str]:
-    """`~key` overrides dropping the extractors a study does not use, and the overrides that name them."""
+    """Overrides dropping the extractors a study does not use (`~extractors.NAME`) and the per feature set
+    overrides that name them: `-S` cannot name a key holding '+', so such a section's `overrides` is
+    dropped whole and its other entries set again."""
     if not study.points:
         return []
     unused = [name for name in params.get("extractors", {}) if name not in study.extractors]
     dropped = [f"~extractors.{name}" for name in unused]
     for section in ("linear", "mlp"):
-        for feature_set in (params.get(section, {}).get("overrides") or {}):
-            if any(member in unused for member in str(feature_set).split("+")):
-                dropped.append(f"~{section}.overrides.{feature_set}")
+        overrides = params.get(section, {}).get("overrides") or {}
+        if not any(member in unused for feature_set in overrides for member in str(feature_set).split("+")):
+            continue
+        dropped.append(f"~{section}.overrides")
+        for feature_set, settings in overrides.items():
+            members = str(feature_set).split("+")
+            if len(members) == 1 and members[0] not in unused:
+                dropped.append(f"++{section}.overrides.{feature_set}={format_value(settings)}")
     return dropped
+
+
+def parse_assignment(item: str) -> tuple[str, object]:
+    """'mlp.epochs=5' -> ('mlp.epochs', 5), the value read as YAML like `dvc exp run -S` reads it."""
+    key, equals, value = item.removeprefix("++").partition("=")
+    if not equals or not key:
+        raise ValueError(f"-S {item}: expected KEY=VALUE, e.g. mlp.epochs=5")
+    return key, yaml.safe_load(value)
 
 
 def plan(study: Study, params: dict, data: str | None = None, extra: list[str] = (), only: list[str] | None = None) -> list[PlannedPoint]:
@@ -67,10 +86,11 @@ def plan(study: Study, params: dict, data: str | None = None, extra: list[str] =
         if unknown:
             raise ValueError(f"study {study.name} has no point(s) {', '.join(unknown)}; its points: {', '.join(p.label for p in points)}")
         points = tuple(point for point in points if point.label in only)
-    shared = removals(study, params) + [f"++{key}={format_value(value)}" for key, value in {**study.settings, **data_overrides(data)}.items()]
+    extra_settings = dict(parse_assignment(item) for item in extra)
     planned = []
     for point in points:
-        overrides = tuple(shared + [f"++{key}={format_value(value)}" for key, value in point.overrides.items()] + [f"++{item.removeprefix('++')}" for item in extra])
+        settings = {**study.settings, **data_overrides(data), **point.overrides, **extra_settings}  # later wins
+        overrides = tuple(removals(study, params) + [f"++{key}={format_value(value)}" for key, value in settings.items()])
         digest = hashlib.sha256(json.dumps([overrides, point.stages]).encode()).hexdigest()[:7]
         name = re.sub(r"[^A-Za-z0-9_-]", "_", f"{study.name}-{point.label}") + f"-{digest}"
         planned.append(PlannedPoint(point, name, overrides))
@@ -80,7 +100,8 @@ def plan(study: Study, params: dict, data: str | None = None, extra: list[str] =
 def dvc(*arguments: str, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(["dvc", *arguments], capture_output=True, text=True)
     if check and result.returncode != 0:
-        raise RuntimeError(f"dvc {' '.join(arguments)} failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+        errors = [line for line in (result.stderr + result.stdout).splitlines() if line.startswith("ERROR")] or (result.stderr or result.stdout).strip().splitlines()[-1:]
+        raise StudyError(f"dvc {' '.join(arguments[:3])} ... failed: {' '.join(errors)}")
     return result
 
 
