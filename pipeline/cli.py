@@ -228,7 +228,11 @@ def command_study_list(args) -> int:
 def command_study_run(args) -> int:
     from pipeline.studies.commands import run_study
 
-    written, failed = run_study(args.name, args.data, args.set or [], args.points.split(",") if args.points else None, args.jobs)
+    try:
+        written, failed = run_study(args.name, args.data, args.set or [], args.points.split(",") if args.points else None, args.jobs)
+    except KeyboardInterrupt:
+        print(f"featurebench study run: interrupted; `featurebench study run {args.name}` again resumes (finished points are kept)", file=sys.stderr)
+        return 130
     print(f"wrote {written[0]} ({len(written) - 1} figures)")
     if failed:
         print(f"featurebench study run: error: {len(failed)} point(s) failed: {', '.join(failed)}; "
