@@ -71,7 +71,7 @@ def report_study(name: str, data: str | None = None, extra: list[str] = (), only
 
 def _report(study, planned, command: str, context: dict, data: str | None) -> list[Path]:
     results = runner.read_results(planned) if planned else {}
-    context = {"Commit": tracking.git_commit()[:12], "Data": data or "params.yaml's data section", **context}
+    context = {"Commit": tracking.git_commit()[:12], **({"Data": data or "params.yaml's data section"} if planned else {}), **context}
     written = write_report(study, planned, results, command, context)
     if planned and results:
         for run_id in runner.group_in_mlflow(study, planned, data).values():
