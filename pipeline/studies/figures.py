@@ -36,7 +36,7 @@ def lines(x: list, series: dict[str, list], x_label: str, y_label: str, title: s
         axis.plot([a for a, _ in pairs], [b for _, b in pairs], marker="o", label=name)
     if log_x:
         axis.set_xscale("log")
-    axis.set_xticks(x, [f"{value:g}" for value in x]) if log_x else None
+        axis.set_xticks(x, [f"{value:g}" for value in x])
     axis.set_xlabel(x_label)
     axis.set_ylabel(y_label)
     axis.set_title(title)
