@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -147,3 +148,20 @@ def test_a_study_runs_as_dvc_experiments_grouped_in_mlflow_and_resumes(tmp_path)
     assert len(client.search_runs([experiment.experiment_id], "tags.`featurebench.role` = 'stage'")) == len(stages_before)
     assert len(client.search_runs([experiment.experiment_id], "tags.study = 'depth' AND tags.`featurebench.role` = 'study'")) == 1
     assert subprocess.run(["git", "status", "--porcelain", "params.yaml"], cwd=project, capture_output=True, text=True).stdout == ""
+
+
+def test_train_fraction_keeps_a_stratified_share_of_train_and_the_same_val_and_test(tmp_path):
+    """The data-size study's knob: prepare at 10% and at 100%; only the train split shrinks."""
+    from tests.pipeline.test_prepare import load_split, run_prepare
+
+    splits = {}
+    for fraction in (0.1, 1.0):
+        project = tmp_path / str(fraction)
+        project.mkdir()
+        result = run_prepare(project, name="shapes", shapes={"n_train": 400, "n_test": 100}, val_fraction=0.25, train_fraction=fraction)
+        assert result.returncode == 0, result.stderr
+        splits[fraction] = {split: load_split(project, split) for split in ("train", "val", "test")}
+        assert json.loads((project / "data/prepared/meta.json").read_text())["counts"]["train"] == [3 if fraction == 0.1 else 30] * 10
+    for split in ("val", "test"):
+        for small, full in zip(splits[0.1][split], splits[1.0][split]):
+            np.testing.assert_array_equal(small, full)
