@@ -1,6 +1,6 @@
 """Run a study's points as DVC experiments: queued with `dvc exp run --queue -S ...`, run with `--run-all`.
 
-Each point gets a name from its study, label and a digest of everything it overrides, so a study
+Each point gets a name from its study, label and a digest of params.yaml and everything it overrides, so a study
 run again (after Ctrl-C, a failure, or to add points) skips the experiments DVC already holds for
 the current commit, and a change of data or settings makes new ones. Prepare and extract are not
 redone per point: DVC restores them from its run cache when their params match.
@@ -91,7 +91,8 @@ def plan(study: Study, params: dict, data: str | None = None, extra: list[str] =
     for point in points:
         settings = {**study.settings, **data_overrides(data), **point.overrides, **extra_settings}  # later wins
         overrides = tuple(removals(study, params) + [f"++{key}={format_value(value)}" for key, value in settings.items()])
-        digest = hashlib.sha256(json.dumps([overrides, point.stages]).encode()).hexdigest()[:7]
+        # params.yaml is in the digest too: an uncommitted change to it is part of what a queued point runs
+        digest = hashlib.sha256(json.dumps([overrides, point.stages, params], sort_keys=True, default=str).encode()).hexdigest()[:7]
         name = re.sub(r"[^A-Za-z0-9_-]", "_", f"{study.name}-{point.label}") + f"-{digest}"
         planned.append(PlannedPoint(point, name, overrides))
     return planned

@@ -165,3 +165,10 @@ def test_train_fraction_keeps_a_stratified_share_of_train_and_the_same_val_and_t
     for split in ("val", "test"):
         for small, full in zip(splits[0.1][split], splits[1.0][split]):
             np.testing.assert_array_equal(small, full)
+
+
+def test_point_names_change_with_params_yaml():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    study = get_study("depth")
+    changed = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), {"data": {"shapes": {"n_train": 500}}})
+    assert runner.plan(study, params)[0].name != runner.plan(study, changed)[0].name
