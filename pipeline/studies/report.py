@@ -120,8 +120,8 @@ def data_size_section(planned, results) -> tuple[dict, list[str]]:
     overtaken = [f for f, a, b in zip(fractions, linear, mlp) if a is not None and b is not None and b > a]
     compared = [f for f, a, b in zip(fractions, linear, mlp) if a is not None and b is not None]
     if compared:
-        facts = [f"The MLP on pixels beats the SVM on {DATA_SIZE_FEATURE_SET} from {min(overtaken):g} of the training split on."
-                 if overtaken else f"The MLP on pixels does not overtake the SVM on {DATA_SIZE_FEATURE_SET} at any size tried (up to {max(compared):g})."]
+        facts = [f"The MLP on pixels beats the SVM on {DATA_SIZE_FEATURE_SET} from {min(overtaken):.0%} of the training split on."
+                 if overtaken else f"The MLP on pixels does not overtake the SVM on {DATA_SIZE_FEATURE_SET} at any size tried (up to {max(compared):.0%} of the training split)."]
     else:
         facts = []
     return made, facts
