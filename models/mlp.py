@@ -13,6 +13,8 @@ ACTIVATIONS = {
     "gelu": nn.GELU,
     "sigmoid": nn.Sigmoid,
     "tanh": nn.Tanh,
+    # no nonlinearity: any depth collapses to one linear map (the product of the weight matrices)
+    "none": nn.Identity,
 }
 
 

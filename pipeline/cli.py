@@ -312,6 +312,41 @@ def command_extractor_remove(args) -> int:
     return 0
 
 
+def command_study_list(args) -> int:
+    from pipeline.studies.commands import study_rows
+
+    rows = study_rows()
+    print(f"{'study':<14} {'runs':>4}  {'time':<8} question")
+    for name, question, runs, expected in rows:
+        print(f"{name:<14} {runs:>4}  {expected:<8} {question}")
+    print("runs: DVC experiments on top of the in-process toy problems; time: on the default shapes data, this 2-core machine")
+    return 0
+
+
+def command_study_run(args) -> int:
+    from pipeline.studies.commands import run_study
+
+    try:
+        written, failed = run_study(args.name, args.data, args.set or [], args.points.split(",") if args.points else None, args.jobs)
+    except KeyboardInterrupt:
+        print(f"featurebench study run: interrupted; `featurebench study run {args.name}` again resumes (finished points are kept)", file=sys.stderr)
+        return 130
+    print(f"wrote {written[0]} ({len(written) - 1} figures)")
+    if failed:
+        print(f"featurebench study run: error: {len(failed)} point(s) failed: {', '.join(failed)}; "
+              f"see `dvc queue logs NAME`, fix the cause and run the study again (finished points are kept)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def command_study_report(args) -> int:
+    from pipeline.studies.commands import report_study
+
+    written = report_study(args.name, args.data, args.set or [], args.points.split(",") if args.points else None)
+    print(f"wrote {written[0]} ({len(written) - 1} figures)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="featurebench",
@@ -356,6 +391,23 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("run_id", help="the MLflow run id of a training stage (results/train/*/run.json, or the UI)")
     predict.add_argument("images", nargs="+", help="image files (any format Pillow reads; resized like the data set)")
     predict.set_defaults(handler=command_predict)
+
+    study = commands.add_parser("study", help="the lecture's questions as sweeps of DVC experiments, with reports and figures")
+    study_commands = study.add_subparsers(dest="study_command", required=True)
+    study_list = study_commands.add_parser("list", help="every study: what it asks, how many runs, expected time")
+    study_list.set_defaults(handler=command_study_list)
+    for verb, handler, text in (
+        ("run", command_study_run, "run a study's points as queued DVC experiments (finished points are skipped) and write its report"),
+        ("report", command_study_report, "rewrite reports/studies/NAME.md from the experiments DVC holds"),
+    ):
+        sub = study_commands.add_parser(verb, help=text)
+        sub.add_argument("name", help="a study from `featurebench study list`")
+        sub.add_argument("--data", help="shapes, cifar10, or a folder/archive of class folders (imagefolder); default: params.yaml")
+        sub.add_argument("-S", "--set", action="append", metavar="KEY=VALUE", help="extra override for every point, e.g. mlp.epochs=5")
+        sub.add_argument("--points", help="only these points, comma-separated labels (see the report's table)")
+        if verb == "run":
+            sub.add_argument("-j", "--jobs", type=int, default=1, help="experiments run at once (default: %(default)s)")
+        sub.set_defaults(handler=handler)
     return parser
 
 
@@ -370,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except user_errors() as error:  # the stages' user errors (bad params or YAML, data, names, a read-only store): one line, exit 2
-        command = " ".join(filter(None, [args.command, getattr(args, "extractor_command", None)]))
+        command = " ".join(filter(None, [args.command, getattr(args, "extractor_command", None), getattr(args, "study_command", None)]))
         print(f"featurebench {command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -127,6 +127,8 @@ class DataParams(_Section):
     test_fraction: HeldOutFraction = 0.2
     raw_dir: Annotated[str, Says("a folder path")] = "data/raw"
     on_bad_image: Choice(ON_BAD_IMAGE) = "error"
+    # train on a stratified share of the train split (the data-size study); validation and test unchanged
+    train_fraction: Annotated[float, Field(gt=0, le=1), Says("in (0, 1]")] = 1.0
     shapes: Annotated[dict[Literal["n_train", "n_test"], Width], Says("a mapping of n_train and n_test to integers >= 1")] = Field(default_factory=dict)
 
     @model_validator(mode="after")

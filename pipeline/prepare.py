@@ -21,7 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     check_extractors(params)  # impossible extractor settings stop the pipeline here, not after the data is read
-    plan = plan_splits(load_raw(params.data, params.seed), params.data.val_fraction, params.data.test_fraction, params.seed)
+    plan = plan_splits(load_raw(params.data, params.seed), params.data.val_fraction, params.data.test_fraction, params.seed, params.data.train_fraction)
     counts = write_splits(plan, args.out, dataset_label(params.data))
     print(f"prepared {dataset_label(params.data)}: {counts['train']} train, {counts['val']} val, {counts['test']} test, {len(plan.class_names)} classes")
     if plan.skipped:

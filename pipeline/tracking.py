@@ -361,6 +361,56 @@ def _close_parent(parent_id: str, failed: bool) -> None:
         pass
 
 
+# --- studies: one parent run above the run groups of a study's experiments ---------------------------
+
+STUDY_TAG = "study"
+
+
+def group_study(study: str, experiment_names: list[str], tags: dict | None = None) -> dict[str, str]:
+    """Nest the parents of the DVC experiments `experiment_names` under one run for the study.
+
+    The points of a study are separate `dvc exp run`s, each its own run group (found by its
+    `dvc_experiment` tag); the study's run is created (FINISHED) once per data set's experiment and
+    `study` tag, and found again when a resumed study adds points. Returns {experiment id: study run id}.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = mlflow.MlflowClient()
+    wanted = set(experiment_names)
+    experiments = client.search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}/%'")
+    studies = {}
+    for experiment in experiments:
+        groups = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'group'", max_results=10000)
+        points = [run for run in groups if run.data.tags.get("dvc_experiment") in wanted]
+        if not points:
+            continue
+        found = client.search_runs(
+            [experiment.experiment_id], filter_string=f"tags.{STUDY_TAG} = '{study}' AND tags.`{ROLE_TAG}` = 'study'", max_results=1
+        )
+        if found:
+            parent_id = found[0].info.run_id
+        else:
+            parent = client.create_run(experiment.experiment_id, run_name=f"study {study}", tags={**(tags or {}), STUDY_TAG: study, ROLE_TAG: "study", "git_commit": git_commit()})
+            client.set_terminated(parent.info.run_id, "FINISHED")
+            parent_id = parent.info.run_id
+        for run in points:
+            client.set_tag(run.info.run_id, PARENT_TAG, parent_id)
+            client.set_tag(run.info.run_id, STUDY_TAG, study)
+        studies[experiment.experiment_id] = parent_id
+    return studies
+
+
+def log_study_report(run_id: str, files: list[Path]) -> None:
+    """The study's report and figures, on its parent run under `report/`."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = mlflow.MlflowClient()
+    for path in files:
+        client.log_artifact(run_id, str(path), "report")
+
+
 # --- the data set as an MLflow dataset input ----------------------------------------------------------
 
 @dataclass

@@ -134,8 +134,12 @@ class SplitPlan:
         return tuple(self.parts[0][0].image_shape)
 
 
-def plan_splits(raw: RawDataset, val_fraction: float, test_fraction: float, seed: int) -> SplitPlan:
-    """Validation carved from train, and test too when the source has none, stratified by seed."""
+def plan_splits(raw: RawDataset, val_fraction: float, test_fraction: float, seed: int, train_fraction: float = 1.0) -> SplitPlan:
+    """Validation carved from train, and test too when the source has none, stratified by seed.
+
+    train_fraction < 1 keeps that stratified share of the train split, after validation and test are
+    carved, so they stay the same at every training-set size (the data-size study).
+    """
     if len(raw.class_names) < 2:
         raise DataError(f"a classification data set needs at least 2 classes; found {raw.class_names}")
     check_class_sizes(raw)
@@ -144,6 +148,9 @@ def plan_splits(raw: RawDataset, val_fraction: float, test_fraction: float, seed
         rest, test = held_out_indices(raw.train.labels, test_fraction, seed, "test", keep=2)  # 2: one for val, one to train
         positions = rest
     train, val = held_out_indices(raw.train.labels[positions], val_fraction, seed, "validation")
+    if train_fraction < 1:
+        kept, _ = held_out_indices(raw.train.labels[positions[train]], 1 - train_fraction, seed, "train subset")
+        train = train[kept]
     from_train = {"train": positions[train], "val": positions[val]}
     if raw.test is None:
         parts = [(raw.train, {**from_train, "test": test})]
