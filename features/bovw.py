@@ -6,22 +6,31 @@ them; each image is encoded by every dense patch's distances to the codewords (`
 one; `triangle`: Coates et al.'s soft rule max(0, mean distance - distance)) and the codes are
 sum-pooled over a spatial grid.
 
-The arithmetic runs in torch, a few images at a time, into buffers reused from chunk to chunk: the
-distance matrix of all CIFAR-10 patches to 1600 codewords would be 280 GB, one chunk's is ~75 MB.
+Encoding is one matrix product per image plus a few passes over its result, so it runs at most of
+the speed of torch.matmul (tests/benchmarks/bench_bovw.py measures both): the patches are strided
+views of the image copied once in pixel-major order; contrast normalization is one layer_norm; and
+the product [y, 1, |y|^2] @ [-2 c; |c|^2; 1] gives the squared distances |y - c|^2 directly, with no
+broadcast additions after it. The triangle code and the pooling run in place on that product, one
+image at a time (its 729 x 1600 distances, 4.7 MB, stay in the CPU cache), on as many Python threads
+as torch has, each single-threaded: whole images in parallel rather than every small operation split
+in two, which on a busy machine waits on whichever core is descheduled. The distance matrix of all
+CIFAR-10 patches to 1600 codewords would be 280 GB; one worker's buffer is 4.7 MB.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from features.base import FeatureExtractor, NotFittedError, check_images, check_positive_int
-from features.kmeans import kmeans
+from features.kmeans import kmeans, run_on_torch_threads
 from features.registry import register
 
 ENCODINGS = ("hard", "triangle")
 CONTRAST_EPSILON = 10.0  # in squared 0..255 units, as in Coates et al.: flat patches do not blow up noise
-IMAGES_PER_CHUNK = 16  # 16 x 729 patches x 1600 codewords x 4 bytes = 75 MB of distances at a time
+IMAGES_PER_CHUNK = 1  # per worker: 729 patches x 1600 codewords x 4 bytes = 4.7 MB of distances, cache-sized
 
 
 def normalize_patches(patches: torch.Tensor, epsilon: float = CONTRAST_EPSILON) -> torch.Tensor:
@@ -67,6 +76,109 @@ def region_bounds(positions: int, grid: int) -> list[tuple[int, int]]:
     """Split `positions` patch rows (or columns) into `grid` contiguous, near-equal ranges."""
     edges = [(positions * index + grid - 1) // grid for index in range(grid + 1)]
     return list(zip(edges[:-1], edges[1:]))
+
+
+def pixel_major_order(patch_size: int) -> torch.Tensor:
+    """order[j]: the channel-major index (as in `dense_patches`) of pixel-major entry j (row, column, channel)."""
+    return torch.arange(3 * patch_size * patch_size).view(3, patch_size, patch_size).permute(1, 2, 0).reshape(-1)
+
+
+def strided_patches(images: np.ndarray, patch_size: int, stride: int) -> torch.Tensor:
+    """(n, H, W, 3) uint8 -> (n * rows * cols, 3 * patch_size**2) float32, each patch pixel-major.
+
+    A patch's rows are contiguous runs of 3 * patch_size values in the (H, W, 3) image, so the patches
+    are one strided view of it, and the reshape is their only copy (unfold's layout needs a second).
+    """
+    batch = torch.from_numpy(np.ascontiguousarray(images)).float()
+    n, height, width = batch.shape[:3]
+    rows = (height - patch_size) // stride + 1
+    cols = (width - patch_size) // stride + 1
+    row_step, pixel_step = 3 * width, 3
+    view = batch.as_strided(
+        (n, rows, cols, patch_size, 3 * patch_size),
+        (height * row_step, stride * row_step, stride * pixel_step, row_step, 1),
+    )
+    return view.reshape(n * rows * cols, 3 * patch_size * patch_size)
+
+
+@dataclass(frozen=True)
+class EncodingOperands:
+    """The fitted state folded once into what `squared_distances` multiplies by.
+
+    whitening : (d, d) rows in pixel-major order, times sqrt((d - 1) / d), which turns layer_norm's
+        biased variance into `normalize_patches`' unbiased one.
+    whitened_mean : (d,) the patch mean, whitened.
+    augmented_codebook : (d + 2, k) [-2 c; |c|^2; 1], so that [y, 1, |y|^2] @ it is |y - c|^2.
+    """
+
+    whitening: torch.Tensor
+    whitened_mean: torch.Tensor
+    augmented_codebook: torch.Tensor
+
+    @classmethod
+    def fold(cls, patch_mean: np.ndarray, whitening: np.ndarray, codebook: np.ndarray, patch_size: int) -> "EncodingOperands":
+        mean, whitening, codebook = (torch.from_numpy(array).float() for array in (patch_mean, whitening, codebook))
+        dim = codebook.shape[1]
+        variance_correction = ((dim - 1) / dim) ** 0.5
+        augmented = torch.cat([-2 * codebook, (codebook * codebook).sum(1, keepdim=True), torch.ones(len(codebook), 1)], 1)
+        return cls(
+            whitening=(whitening[pixel_major_order(patch_size)] * variance_correction).contiguous(),
+            whitened_mean=mean @ whitening,
+            augmented_codebook=augmented.T.contiguous(),
+        )
+
+
+def squared_distances(patches: torch.Tensor, operands: EncodingOperands, rows: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """(p, d) raw pixel-major patches -> (p, k) squared distances of their normalized, whitened selves to the codewords.
+
+    `rows` (p, d + 2) and `out` (p, k) are the caller's buffers; rows[:, d] must hold ones. Contrast
+    normalization is layer_norm with its epsilon rescaled for the biased variance (see EncodingOperands).
+    """
+    dim = patches.shape[1]
+    normalized = F.layer_norm(patches, (dim,), eps=CONTRAST_EPSILON * (dim - 1) / dim)
+    whitened = rows[:, :dim]
+    torch.addmm(operands.whitened_mean, normalized, operands.whitening, beta=-1, out=whitened)
+    torch.linalg.vector_norm(whitened, dim=1, out=rows[:, dim + 1])
+    rows[:, dim + 1].square_()
+    return torch.mm(rows, operands.augmented_codebook, out=out)
+
+
+def pool_triangle_(squared: torch.Tensor, rows: list, cols: list, out: torch.Tensor) -> None:
+    """Triangle codes max(0, mean distance - distance) of (n * r * c, k) squared distances, overwriting them,
+    averaged over the regions (row range x column range) into out (n, len(rows) * len(cols) * k).
+
+    In place and one pass each: the codes are built negated (distance - mean, clamped at 0 from above)
+    and the sign comes back on the pooled values, a few thousand per image.
+    """
+    distances = squared.clamp_(min=0).numpy()
+    np.sqrt(distances, out=distances)  # numpy's sqrt is the CPU's instruction; torch's is slower here
+    negated = squared.sub_(squared.mean(1, keepdim=True)).clamp_(max=0)
+    n, k = len(out), squared.shape[1]
+    codes = negated.view(n, rows[-1][1], cols[-1][1], k)
+    pooled = out.view(n, len(rows), len(cols), k)
+    for i, (top, bottom) in enumerate(rows):
+        band = codes[:, top:bottom].sum(1)
+        for j, (left, right) in enumerate(cols):
+            torch.sum(band[:, left:right], 1, out=pooled[:, i, j])
+    pooled.mul_(-1 / region_sizes(rows, cols).view(1, len(rows), len(cols), 1))
+    out.abs_()  # only turns -0.0 into 0.0: every pooled code is >= 0
+
+
+def pool_hard(squared: torch.Tensor, rows: list, cols: list, out: torch.Tensor) -> None:
+    """Histograms of the nearest codewords of (n * r * c, k) squared distances over the regions, into out."""
+    n, k = len(out), squared.shape[1]
+    region = torch.zeros(rows[-1][1], cols[-1][1], dtype=torch.long)
+    for i, (top, bottom) in enumerate(rows):
+        for j, (left, right) in enumerate(cols):
+            region[top:bottom, left:right] = i * len(cols) + j
+    index = squared.argmin(1).view(n, -1) + region.view(1, -1) * k
+    out.zero_().scatter_add_(1, index, torch.ones(index.shape))
+    out.view(n, -1, k).div_(region_sizes(rows, cols).view(1, -1, 1))
+
+
+def region_sizes(rows: list, cols: list) -> torch.Tensor:
+    """(len(rows), len(cols)) patch counts of the pooling regions."""
+    return torch.tensor([[float((bottom - top) * (right - left)) for left, right in cols] for top, bottom in rows])
 
 
 @register("bovw")
@@ -150,41 +262,31 @@ class BagOfVisualWords(FeatureExtractor):
         return self
 
     def transform(self, images: np.ndarray) -> np.ndarray:
+        """(n, H, W, 3) uint8 -> (n, pooling_grid**2 * n_clusters) float32 pooled codes."""
         check_images(images)
         if not hasattr(self, "codebook_"):
             raise NotFittedError("bovw must be fit on the train split before transform")
         rows, cols = self._check_size(images.shape[1:])
-        codebook = torch.from_numpy(self.codebook_)
-        squared_norms = (codebook * codebook).sum(1)
+        row_regions, col_regions = region_bounds(rows, self.pooling_grid), region_bounds(cols, self.pooling_grid)
+        operands = EncodingOperands.fold(self.patch_mean_, self.whitening_, self.codebook_, self.patch_size)
+        dim = self.codebook_.shape[1]
+        pool = pool_triangle_ if self.encoding == "triangle" else pool_hard
         out = np.empty((len(images), self.output_dim(images.shape[1:])), np.float32)
-        distances = None
-        for start in range(0, len(images), IMAGES_PER_CHUNK):
+        pooled = torch.from_numpy(out)
+
+        def encode(start: int, buffers: dict) -> None:
             chunk = images[start : start + IMAGES_PER_CHUNK]
-            patches = self._preprocess(dense_patches(chunk, self.patch_size, self.stride).reshape(-1, codebook.shape[1]))
-            if distances is None or distances.shape[0] != len(patches):
-                distances = torch.empty(len(patches), self.n_clusters)  # reused: fresh 75 MB per chunk costs page faults
-            torch.addmm(squared_norms, patches, codebook.T, alpha=-2, out=distances)
-            distances.add_((patches * patches).sum(1, keepdim=True)).clamp_(min=0).sqrt_()
-            codes = self._encode(distances).view(len(chunk), rows, cols, self.n_clusters)
-            out[start : start + len(chunk)] = self._pool(codes).numpy()
+            patches = strided_patches(chunk, self.patch_size, self.stride)
+            if "rows" not in buffers or len(buffers["rows"]) != len(patches):
+                # reused from image to image: a fresh 4.7 MB buffer each time costs page faults
+                buffers["rows"] = torch.empty(len(patches), dim + 2)
+                buffers["rows"][:, dim] = 1
+                buffers["distances"] = torch.empty(len(patches), self.n_clusters)
+            squared = squared_distances(patches, operands, buffers["rows"], buffers["distances"])
+            pool(squared, row_regions, col_regions, pooled[start : start + len(chunk)])
+
+        run_on_torch_threads(range(0, len(images), IMAGES_PER_CHUNK), encode)
         return out
-
-    def _encode(self, distances: torch.Tensor) -> torch.Tensor:
-        """Codes from distances, overwriting them (triangle) or as a one-hot of the nearest codeword (hard)."""
-        if self.encoding == "hard":
-            return F.one_hot(distances.argmin(1), self.n_clusters).float()
-        mean = distances.mean(dim=1, keepdim=True)
-        return distances.neg_().add_(mean).clamp_(min=0)
-
-    def _pool(self, codes: torch.Tensor) -> torch.Tensor:
-        """(n, rows, cols, k) -> (n, g * g * k): each region's codes summed, divided by its patch count."""
-        rows, cols = codes.shape[1:3]
-        regions = [
-            codes[:, top:bottom, left:right].sum((1, 2)) / ((bottom - top) * (right - left))
-            for top, bottom in region_bounds(rows, self.pooling_grid)
-            for left, right in region_bounds(cols, self.pooling_grid)
-        ]
-        return torch.stack(regions, 1).reshape(len(codes), -1)
 
     def figure(self, images, shown: int = 400):
         """The codebook (its first `shown` visual words) as a grid of patches, whitened as k-means saw them."""

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
+import numpy as np
 import torch
 
 from models.mlp import MLP, MLPConfig
@@ -67,6 +68,30 @@ def candidates(
     ]
 
 
+def map_in_order(function: Callable, items: list, *, shared: object = None) -> list:
+    """[function(shared, item) for every item]: trials one after another in this process."""
+    return [function(shared, item) for item in items]
+
+
+def run_trial(shared: tuple, candidate: tuple[TrainConfig, MLPConfig]) -> Trial | None:
+    """One trial from seeded weights; None when training diverged.
+
+    shared : (train features, train labels, val features, val labels, device, augment, progress),
+    the same for every trial, so a parallel map sends them to each worker once.
+    """
+    train_features, train_labels, val_features, val_labels, device, augment, progress = shared
+    config, model_config = candidate
+    torch.manual_seed(config.seed)
+    model = MLP(model_config)
+    start = time.perf_counter()
+    try:
+        history = train(model, config, train_features, train_labels, val_features, val_labels, device=device, progress=progress, augment=augment)
+    except FloatingPointError:
+        return None  # a learning rate too high for this feature set; the other points decide
+    chosen_epoch = best_epoch(history)
+    return Trial(config, model_config, history[chosen_epoch - 1].val_accuracy, chosen_epoch, time.perf_counter() - start, history, model)
+
+
 def search(
     configs: list[tuple[TrainConfig, MLPConfig]],
     train_features: torch.Tensor,
@@ -77,14 +102,18 @@ def search(
     augment: Callable | None = None,
     progress: bool = True,
     class_names: list[str] | None = None,
+    map_trials: Callable = map_in_order,
 ) -> tuple[Trial, list[Trial]]:
     """(best trial by validation accuracy, all trials that did not diverge).
+
+    map_trials(run_trial, configs, shared=...) runs the trials and returns them in the configs' order:
+    one after another here, or in parallel (pipeline.engine.map_in_order with engine: ray).
 
     When every configuration diverges, those with the smallest learning rate are tried again with it
     divided by 10, then by 100; if they diverge too, TrainingFailed names the cause `diagnose` finds.
     """
     data = (train_features, train_labels, val_features, val_labels)
-    trials = _trials(configs, data, device, augment, progress)
+    trials = _trials(configs, data, device, augment, progress, map_trials)
     smallest = min(config.learning_rate for config, _ in configs)
     tried = sorted({config.learning_rate for config, _ in configs}, reverse=True)
     for divisor in BACKOFF_DIVISORS:
@@ -94,45 +123,35 @@ def search(
         print(f"training diverged for every learning rate tried ({', '.join(f'{r:g}' for r in tried)}); backing off to {rate:g} (the smallest / {divisor})")
         tried.append(rate)
         backed_off = [(replace(config, learning_rate=rate), model_config) for config, model_config in configs if config.learning_rate == smallest]
-        trials = _trials(backed_off, data, device, augment, progress, learning_rate_divisor=divisor)
+        trials = _trials(backed_off, data, device, augment, progress, map_trials, learning_rate_divisor=divisor)
     if not trials:
         rates = ", ".join(f"{rate:g}" for rate in tried)
         raise failure(f"training diverged for every learning rate tried ({rates})", train_features, train_labels, configs[0][1].n_classes, class_names, tried[-1])
     return max(trials, key=lambda trial: trial.val_accuracy), trials
 
 
-def _trials(configs, data, device, augment, progress, learning_rate_divisor: int = 1) -> list[Trial]:
-    """One trial per configuration that trains without diverging."""
-    train_features, train_labels, val_features, val_labels = data
-    trials = []
-    for config, model_config in configs:
-        torch.manual_seed(config.seed)
-        model = MLP(model_config)
-        start = time.perf_counter()
-        try:
-            history = train(model, config, train_features, train_labels, val_features, val_labels, device=device, progress=progress, augment=augment)
-        except FloatingPointError:
-            continue  # a learning rate too high for this feature set; the other points decide
-        chosen_epoch = best_epoch(history)
-        seconds = time.perf_counter() - start
-        trials.append(Trial(config, model_config, history[chosen_epoch - 1].val_accuracy, chosen_epoch, seconds, history, model, learning_rate_divisor))
+def _trials(configs, data, device, augment, progress, map_trials: Callable, learning_rate_divisor: int = 1) -> list[Trial]:
+    """One trial per configuration that trains without diverging, in the configs' order."""
+    shared = (*data, device, augment, progress)
+    trials = [trial for trial in map_trials(run_trial, configs, shared=shared) if trial is not None]
+    for trial in trials:
+        trial.learning_rate_divisor = learning_rate_divisor
     return trials
 
 
 def diagnose(features: torch.Tensor, labels: torch.Tensor, n_classes: int, class_names: list[str] | None = None) -> list[tuple[str, str]]:
     """(cause, fix) of each problem in standardized training data that no learning rate gets past.
 
-    features : (n, d) float32, standardized; labels : (n,) int64. Looks for values that are NaN or
-    infinite, values beyond HUGE_FEATURE (columns with almost no spread on the train split, divided by
-    a tiny standard deviation) and classes without a training row. Read in chunks: no copy of `features`.
+    features : (n, d) float32, standardized: a tensor, or a row source (anything with len() and
+    rows(indices)); labels : (n,) int64. Looks for values that are NaN or infinite, values beyond
+    HUGE_FEATURE (columns with almost no spread on the train split, divided by a tiny standard
+    deviation) and classes without a training row. Read in chunks: no copy of `features`.
     """
-    non_finite = torch.zeros(features.shape[1], dtype=torch.int64)
-    largest = torch.zeros(features.shape[1])
-    for start in range(0, len(features), 4096):
-        chunk = features[start : start + 4096].cpu()
+    non_finite = largest = torch.zeros(0)  # per column, once the first chunk gives the width
+    for chunk in _row_chunks(features):
         finite = torch.isfinite(chunk)
-        non_finite += (~finite).sum(0)
-        largest = torch.maximum(largest, torch.where(finite, chunk.abs(), torch.zeros(())).amax(0))
+        counts, sizes = (~finite).sum(0), torch.where(finite, chunk.abs(), torch.zeros(())).amax(0)
+        non_finite, largest = (counts, sizes) if not len(largest) else (non_finite + counts, torch.maximum(largest, sizes))
     problems = []
     if non_finite.any():
         columns = torch.nonzero(non_finite).flatten().tolist()
@@ -158,6 +177,15 @@ def diagnose(features: torch.Tensor, labels: torch.Tensor, n_classes: int, class
         names = ", ".join(repr(name) for name in empty)
         problems.append((f"class {names} has no training rows" if len(empty) == 1 else f"classes {names} have no training rows", "add images to their folders, or remove the folders"))
     return problems
+
+
+def _row_chunks(features, size: int = 4096):
+    """(<= size, d) float32 CPU tensors of `features`: a tensor, or a row source read with rows(indices)."""
+    for start in range(0, len(features), size):
+        if isinstance(features, torch.Tensor):
+            yield features[start : start + size].cpu().float()
+        else:
+            yield torch.as_tensor(features.rows(np.arange(start, min(start + size, len(features))))).cpu().float()
 
 
 def _count(n: int, thing: str) -> str:

@@ -136,7 +136,7 @@ class MappedRows:
     """
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = Path(path).resolve()  # absolute: a Ray worker reads it from a working directory of its own
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path} is missing")
         with open(self.path, "rb") as handle:

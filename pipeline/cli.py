@@ -204,11 +204,20 @@ def command_compare(args) -> int:
 
 
 def command_predict(args) -> int:
+    """One `PATH<tab>class` line per image; a file that cannot be read gets one line on stderr
+    instead, the others are still classified, and the exit code is 1."""
     from pipeline.predict import predict_images
 
-    for path, name in zip(args.images, predict_images(args.run_id, args.images)):
-        print(f"{path}\t{name}")
-    return 0
+    unreadable = []
+
+    def report(error) -> None:
+        print(error, file=sys.stderr, flush=True)
+        unreadable.append(error)
+
+    for path, name in zip(args.images, predict_images(args.run_id, args.images, on_unreadable=report)):
+        if name is not None:
+            print(f"{path}\t{name}")
+    return 1 if unreadable else 0
 
 
 def sample_images(count: int = 24):
@@ -356,11 +365,11 @@ def main(argv: list[str] | None = None) -> int:
         # the project in the working directory wins, as it does for `python -m` in DVC stages
         sys.path.insert(0, str(Path.cwd()))
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    from pipeline.stage import USER_ERRORS
+    from pipeline.stage import user_errors
 
     try:
         return args.handler(args)
-    except USER_ERRORS as error:  # the stages' user errors (bad params, data, names): one line, exit 2
+    except user_errors() as error:  # the stages' user errors (bad params or YAML, data, names, a read-only store): one line, exit 2
         command = " ".join(filter(None, [args.command, getattr(args, "extractor_command", None)]))
         print(f"featurebench {command}: error: {error}", file=sys.stderr)
         return 2

@@ -3,15 +3,34 @@
 One code path for both: a stage hands `map_in_order` a function, the items to map it over (image
 shards, search trials) and the state every call shares (a fitted extractor, the training rows); the
 results come back in the items' order, so the output does not depend on the engine or the timing.
+
+On Ray, `RAY_ADDRESS` (Ray's own variable) names an existing cluster; without it a local Ray instance
+is started for the map and stopped after it. The shared state is put in Ray's object store once and
+every task gets it by reference; a task lost with its node runs again elsewhere (`max_retries`).
 """
 from __future__ import annotations
 
+import collections
+import os
+import socket
+import sys
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
-ENGINES = ("local", "ray")
+from tqdm import tqdm
+
+from pipeline.params import ENGINES
+MAX_RETRIES = 3  # a task whose worker or node dies is run again this many times before the map fails
+TASKS_IN_FLIGHT_PER_CPU = 2  # enough queued work to keep every CPU busy; results wait in order, so memory stays bounded
+PROJECT_PACKAGES = ("pipeline", "features", "models")  # shipped to the workers: they run the driver's code, not an installed copy
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+
+class EngineError(ValueError):
+    """The Ray cluster cannot be reached or used; the message names RAY_ADDRESS and the fix."""
 
 
 def map_in_order(
@@ -20,11 +39,98 @@ def map_in_order(
     *,
     shared: object = None,
     engine: str = "local",
+    description: str | None = None,
+    unit: str = "item",
+    cpus_per_task: int = 1,
+    gpus_per_task: float = 0,
 ) -> Iterator[Result]:
-    """Yield function(shared, item) for every item, in the items' order."""
+    """Yield function(shared, item) for every item, in the items' order.
+
+    function : a module-level function (Ray workers import it by name); it must not change `shared`.
+    description : a progress bar over the items done, with this title (none when None).
+    cpus_per_task, gpus_per_task : what one call needs on Ray; torch in a task uses that many threads.
+    """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
-    if engine == "ray":
-        raise NotImplementedError("engine: ray is not built yet")
-    for item in items:
-        yield function(shared, item)
+    items = list(items)
+    if engine == "ray" and items:
+        results = _map_on_ray(function, items, shared, cpus_per_task, gpus_per_task)
+    else:
+        results = (function(shared, item) for item in items)
+    return _with_progress(results, len(items), description, unit)
+
+
+def _with_progress(results: Iterator[Result], total: int, description: str | None, unit: str) -> Iterator[Result]:
+    with tqdm(total=total, desc=description, unit=unit, disable=description is None, leave=False) as bar:
+        for result in results:
+            bar.update()
+            yield result
+
+
+def _map_on_ray(function, items: list, shared, cpus_per_task: int, gpus_per_task: float) -> Iterator:
+    import ray
+
+    with ray_session():
+        if gpus_per_task and ray.cluster_resources().get("GPU", 0) < gpus_per_task:
+            raise EngineError("the Ray cluster has no GPU for tasks that train on one; set device: cpu or add a GPU node")
+        task = ray.remote(_run_task).options(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=MAX_RETRIES)
+        shared_ref = ray.put(shared)  # once, not once per task
+        window = max(2, TASKS_IN_FLIGHT_PER_CPU * int(ray.cluster_resources().get("CPU", 1) // cpus_per_task))
+        pending = collections.deque()
+        for item in items:
+            pending.append(task.remote(function, shared_ref, item, cpus_per_task))
+            if len(pending) >= window:
+                yield ray.get(pending.popleft())
+        while pending:
+            yield ray.get(pending.popleft())
+
+
+def _run_task(function, shared, item, cpus: int):
+    """One item on a Ray worker: torch keeps to the task's CPUs, so tasks sharing a node do not oversubscribe it."""
+    if "torch" in sys.modules:  # imported with `function`'s module when it trains; extraction need not load it
+        sys.modules["torch"].set_num_threads(max(1, int(cpus)))
+    return function(shared, item)
+
+
+def check_reachable(address: str, seconds: float = 10) -> None:
+    """Refuse a host:port nothing listens on at once: ray.init would retry it for minutes."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # "local", "auto", ray://...: Ray resolves those itself
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as error:
+        raise EngineError(
+            f"engine: ray cannot reach the Ray cluster at RAY_ADDRESS={address} ({error.strerror or error}); "
+            "start it there (`ray start --head`) or unset RAY_ADDRESS to run a local Ray instance"
+        ) from error
+
+
+@contextmanager
+def ray_session():
+    """Connect to the cluster RAY_ADDRESS names, or start a local Ray instance; shut down on leaving."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # before ray is imported: no usage report leaves the machine
+    import logging
+
+    import ray
+
+    address = os.environ.get("RAY_ADDRESS") or "local"
+    check_reachable(address)
+    packages = [str(Path(__file__).resolve().parents[1] / name) for name in PROJECT_PACKAGES]
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,  # workers' progress bars and warnings stay in Ray's logs
+            logging_level=logging.WARNING,
+            runtime_env={"py_modules": packages, "excludes": ["__pycache__"]},
+        )
+    except ConnectionError as error:
+        raise EngineError(
+            f"engine: ray cannot reach the Ray cluster at RAY_ADDRESS={address} ({error}); "
+            "start it there (`ray start --head`) or unset RAY_ADDRESS to run a local Ray instance"
+        ) from error
+    try:
+        yield
+    finally:
+        ray.shutdown()

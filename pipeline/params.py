@@ -14,10 +14,10 @@ from typing import Annotated, Any, Callable, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from pipeline.engine import ENGINES
 
 DATA_SOURCES = ("shapes", "cifar10", "imagefolder")
 ON_BAD_IMAGE = ("error", "skip")  # what prepare does with an image file it cannot read
+ENGINES = ("local", "ray")  # where extraction batches and search trials run: pipeline/engine.py
 CLASSIFIERS = ("svm", "softmax", "mlp")
 LINEAR_CLASSIFIERS = ("svm", "softmax")
 SVM_LOSSES = ("hinge", "squared_hinge")
@@ -63,7 +63,7 @@ def Count(minimum: int, unit: str = ""):
 
 
 Flag = Annotated[bool, Says("true or false")]
-Momentum = Annotated[float, Field(ge=0, lt=1), Says("in [0, 1)")]
+BelowOne = Annotated[float, Field(ge=0, lt=1), Says("in [0, 1)")]
 HeldOutFraction = Annotated[float, Field(gt=0, lt=0.9), Says("in (0, 0.9)")]
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -155,7 +155,7 @@ class TrainingParams(_Section):
     epochs: Annotated[Width | Annotated[list[Width], Field(min_length=1)], Says("an integer >= 1 or a non-empty list of them")] = 10
     batch_size: Count(1) = 256
     optimizer: Choice(_optimizers) = "sgd"
-    momentum: Momentum = 0.9
+    momentum: BelowOne = 0.9
     lr_schedule: Choice(("constant", "cosine"), "constant or cosine") = "cosine"
     patience: Count(0, " (0: no early stopping)") = 0
     precision: Choice(_precisions) = "auto"
@@ -208,7 +208,7 @@ class MLPParams(TrainingParams):
         list[Width] | list[list[Width]], Says("a list of integers >= 1, or a list of such lists")
     ] = [512]
     activation: Choice(_activations) = "relu"
-    dropout: Momentum = 0.0
+    dropout: BelowOne = 0.0
     batchnorm: Flag = False
     loss: Choice(("svm", "softmax"), "svm or softmax") = "softmax"
 
@@ -373,6 +373,7 @@ def _shown(value) -> str:
 
 
 def _worded(error: ValidationError, model: type[BaseModel], data: dict, where: str, file_name: str) -> str:
+    """pydantic's first error as one line: "KEY must be WHAT IT SAYS; got VALUE", or a rule's own words."""
     errors = error.errors(include_url=False)
     first = errors[0]
     loc = first["loc"]
@@ -384,40 +385,37 @@ def _worded(error: ValidationError, model: type[BaseModel], data: dict, where: s
     if first["type"] == "extra_forbidden":
         parent = loc[:-1]
         unknown = sorted(str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == parent)
-        allowed = sorted(_model_at(model, parent).model_fields)
+        path, _, field = _setting_at(model, parent)
+        allowed = sorted((field.annotation if field else model).model_fields)
         return f"unknown key(s) {', '.join(unknown)} in {_join(where, *parent) or file_name}; allowed: {', '.join(allowed)}"
-    # the setting the error is under: nested sections are walked, a setting's own items are not
-    current, path = model, []
-    for part in loc:
-        field = current.model_fields.get(part) if isinstance(part, str) else None
-        if field is None:
-            break
-        path.append(part)
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and len(path) < len(loc):
-            current = annotation
-            continue
-        break
-    key = _join(where, *path)
-    value = _value_at(data, path)
-    if path and isinstance(_annotation(model, path), type) and issubclass(_annotation(model, path), BaseModel):
-        section = _annotation(model, path)
-        return f"{key} must be a mapping of its settings ({', '.join(section.model_fields)}); got {_shown(value)}"
-    says = next((item for item in current.model_fields[path[-1]].metadata if isinstance(item, Says)), None) if path else None
-    if says is None:
-        return f"{key or file_name}: {first['msg']}; got {_shown(first.get('input'))}"
+    path, _, field = _setting_at(model, loc)
+    key, value = _join(where, *path) or file_name, _value_at(data, path)
+    if field is not None and _is_section(field.annotation):
+        return f"{key} must be a mapping of its settings ({', '.join(field.annotation.model_fields)}); got {_shown(value)}"
+    says = next((item for item in field.metadata if isinstance(item, Says)), None) if field is not None else None
+    if says is None:  # a setting declared without its words: pydantic's own
+        return f"{key}: {first['msg']}; got {_shown(first.get('input'))}"
     return f"{key} must be {says.text}; got {_shown(value)}"
 
 
-def _model_at(model: type[BaseModel], path) -> type[BaseModel]:
-    for part in path:
-        model = model.model_fields[part].annotation
-    return model
+def _is_section(annotation) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-def _annotation(model: type[BaseModel], path):
-    parent = _model_at(model, path[:-1])
-    return parent.model_fields[path[-1]].annotation
+def _setting_at(model: type[BaseModel], loc: tuple):
+    """(dotted path, declaring model, field) of the setting an error location falls under: sections
+    are walked into, a setting's own parts (a list index, a union's branch) are not."""
+    path, owner = [], model
+    for part in loc:
+        field = owner.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            break
+        path.append(part)
+        if _is_section(field.annotation) and len(path) < len(loc):
+            owner = field.annotation
+            continue
+        return path, owner, field
+    return path, owner, None
 
 
 def _value_at(data, path):

@@ -6,18 +6,24 @@ from typing import Callable
 
 from pipeline.datasets import DataError
 from pipeline.params import ParamsError
-from pipeline.tracking import StoreError
 
 # Errors a user can cause and fix (bad params or YAML, data, names, a read-only MLflow store or output
 # folder); their messages name the problem and the fix. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (DataError, ParamsError, StoreError, ValueError, FileNotFoundError, PermissionError, FloatingPointError)
+USER_ERRORS = (DataError, ParamsError, ValueError, FileNotFoundError, PermissionError, FloatingPointError)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """USER_ERRORS, and the tracking module's StoreError when the stage loaded it: only then can it be
+    raised, and importing it here would make every stage depend on tracking.py in dvc.yaml."""
+    tracking = sys.modules.get("pipeline.tracking")
+    return USER_ERRORS + ((tracking.StoreError,) if tracking else ())
 
 
 def run_stage(main: Callable[[], None], name: str) -> None:
     """Run `main`; a user error prints `featurebench NAME: error: ...` and exits 2, Ctrl-C exits 130."""
     try:
         main()
-    except USER_ERRORS as error:
+    except user_errors() as error:
         print(f"featurebench {name}: error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

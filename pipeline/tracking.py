@@ -112,7 +112,18 @@ READ_ONLY_SIGNS = ("readonly database", "read-only file system", "unable to open
 
 @contextmanager
 def writable_store(uri: str):
-    """Turn MLflow's failure to write `uri` (a 70-frame SQLAlchemy traceback) into one StoreError line."""
+    """Turn MLflow's failure to write `uri` (a 70-frame SQLAlchemy traceback) into one StoreError line.
+
+    MLflow also logs that traceback itself before it raises; the log record is dropped when it is this
+    failure, kept otherwise.
+    """
+    import logging
+
+    def not_read_only(record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _read_only_reason(record.exc_info[1]))
+
+    store_logger = logging.getLogger("mlflow.store.db.utils")
+    store_logger.addFilter(not_read_only)
     try:
         yield
     except Exception as error:
@@ -123,6 +134,8 @@ def writable_store(uri: str):
             f"the MLflow store {uri} is read-only ({reason}); make the file and its folder writable, "
             "or set MLFLOW_TRACKING_URI to a store you can write"
         ) from None
+    finally:
+        store_logger.removeFilter(not_read_only)
 
 
 def _read_only_reason(error: BaseException) -> str | None:
@@ -207,9 +220,22 @@ def find_experiment(dataset: str):
     import mlflow
 
     uri = tracking_uri()
+    database = sqlite_file(uri)
+    if database is not None and not database.exists():
+        return None  # opening it would create it: a write, and minutes of retries in a read-only folder
     mlflow.set_tracking_uri(uri)
-    with writable_store(uri):  # a store that does not exist yet is created, which a read-only folder refuses
+    with writable_store(uri):
         return mlflow.MlflowClient().get_experiment_by_name(experiment_name(dataset))
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a SQLite store URI (`sqlite:////abs/mlflow.db`, `sqlite:///file:PATH?mode=ro&uri=true`), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///")
+    if path.startswith("file:"):
+        path = path.removeprefix("file:").split("?")[0]
+    return Path(path)
 
 
 # --- run groups: one parent run per `dvc repro` / `dvc exp run` -------------------------------------
@@ -255,9 +281,10 @@ def run_group() -> str:
 
     The stages are separate processes; what they share is the dvc process that started them (one
     per queued or temp experiment too), identified by host, boot, pid and start time so a reused pid
-    is a new group. The start time is taken since boot: psutil's wall-clock start time moves when
-    the clock is set, and two stages of one repro must compute the same key. `featurebench run`
-    sets FEATUREBENCH_RUN_GROUP instead. A stage run by hand outside dvc is a group of its own.
+    is a new group. Every stage of one repro must compute the same start time: on Linux psutil adds
+    the boot time of /proc/stat, which moves when the clock is set, so the time since boot is used;
+    macOS and Windows give the start time as the kernel recorded it. `featurebench run` sets
+    FEATUREBENCH_RUN_GROUP instead. A stage run by hand outside dvc is a group of its own.
     """
     import psutil
 
@@ -265,7 +292,8 @@ def run_group() -> str:
         return os.environ[RUN_GROUP_ENV]
     pid = dvc_ancestor() or os.getpid()
     try:
-        started = f"{psutil.Process(pid).create_time() - psutil.boot_time():.2f}"
+        created = psutil.Process(pid).create_time()
+        started = f"{created - psutil.boot_time() if psutil.LINUX else created:.2f}"
     except psutil.Error:
         started = str(time.time_ns())
     return f"{socket.gethostname()}-{_boot_id()}-{pid}-{started}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import sys
 import tempfile
 import time
@@ -43,6 +44,7 @@ from pipeline.artifacts import (
     read_meta,
     train_dir,
 )
+from pipeline.engine import map_in_order
 from pipeline.featurizer import save_featurizer
 from pipeline.io import atomic_path, write_json
 from pipeline.params import CLASSIFIERS, ParamsError, load_params
@@ -179,10 +181,17 @@ class Fitted:
     train_seconds: float
 
 
-def fit_and_score(data: TrainingData, configs: list, device: torch.device, refit_chosen: bool) -> Fitted:
-    """Search the configurations on val, refit the chosen one on train + val (when asked), predict test once."""
+def fit_and_score(data: TrainingData, configs: list, device: torch.device, refit_chosen: bool, engine: str = "local") -> Fitted:
+    """Search the configurations on val, refit the chosen one on train + val (when asked), predict test once.
+
+    engine : where the trials run (pipeline.engine): one Ray task each with `ray` (a GPU each when
+    training on one), in order either way, so the choice is the same.
+    """
+    map_trials = functools.partial(map_in_order, engine=engine, description="search", unit="trial", gpus_per_task=1 if device.type == "cuda" else 0)
     start = time.perf_counter()
-    best, trials = search(configs, data.train, data.train_labels, data.val, data.val_labels, device, augment=data.augment, class_names=data.class_names)
+    best, trials = search(
+        configs, data.train, data.train_labels, data.val, data.val_labels, device, augment=data.augment, class_names=data.class_names, map_trials=map_trials
+    )
     search_seconds = time.perf_counter() - start
     model = best.model
     if refit_chosen:
@@ -333,7 +342,7 @@ def main() -> None:
         failure_recorded(stage, args.classifier, args.feature_set, run, dataset),
     ):
         configs = candidates(space, base, base_model, section.search, section.budget, params.seed)
-        fitted = fit_and_score(data, configs, device, section.refit)
+        fitted = fit_and_score(data, configs, device, section.refit, params.engine)
         tracking.log_trials(fitted.trials)
         for record in fitted.best.history:
             tracking.log_epoch(record)

@@ -1,7 +1,12 @@
-"""Small samples of the real CIFAR-10 JPEG archive that lies beside the checkout (never copied into it)."""
+"""Small samples of the real CIFAR-10 JPEG archive that lies beside the checkout (never copied into it).
+
+FEATUREBENCH_SHARED_DATA names the folder holding it when it is not ../shared/data.
+"""
 from __future__ import annotations
 
+import functools
 import io
+import os
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -9,7 +14,25 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SHARED_CIFAR10_JPEG = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+from tests.required import missing
+
+SHARED_DATA = Path(os.environ.get("FEATUREBENCH_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+SHARED_CIFAR10_JPEG = SHARED_DATA / "cifar10-jpeg.tar.gz"
+REQUIRE_SHARED_DATA = "FEATUREBENCH_REQUIRE_SHARED_DATA"
+
+
+def needs_shared_cifar10(test=None, *, archive: Path = SHARED_CIFAR10_JPEG):
+    """Decorate a test that reads the shared archive: without it the test skips, or fails in CI."""
+    if test is None:
+        return functools.partial(needs_shared_cifar10, archive=archive)
+
+    @functools.wraps(test)
+    def checked(*args, **kwargs):
+        if not archive.exists():
+            missing(str(archive), "put cifar10-jpeg.tar.gz there or name its folder with FEATUREBENCH_SHARED_DATA", REQUIRE_SHARED_DATA)
+        return test(*args, **kwargs)
+
+    return checked
 
 
 def first_images(n: int, archive: Path = SHARED_CIFAR10_JPEG) -> np.ndarray:

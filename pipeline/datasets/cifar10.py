@@ -32,6 +32,9 @@ META_FILE = "batches.meta"
 IMAGE_SHAPE = (3, 32, 32)  # stored channel-first: 1024 red, then 1024 green, then 1024 blue values per row
 
 _CHUNK_BYTES = 1 << 20
+# A batch of the release is 31 MB (10,000 images of 3,072 bytes); a member claiming more is refused
+# before it is unpickled, which would hold all of it in memory.
+MAX_BATCH_BYTES = 64 << 20
 _BAD_PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError)
 _DOWNLOAD_TIMEOUT_SECONDS = 60
 
@@ -143,6 +146,11 @@ def _read_batch_files(archive: Path) -> dict[str, object]:
             for member in tar:
                 folder, _, name = member.name.removeprefix("./").rpartition("/")
                 if folder == BATCH_FOLDER and name in wanted and member.isfile():
+                    if member.size > MAX_BATCH_BYTES:
+                        raise DataError(
+                            f"{archive}:{member.name} holds {member.size >> 20} MiB, more than a CIFAR-10 batch "
+                            f"({MAX_BATCH_BYTES >> 20} MiB at most); it is not the CIFAR-10 python release"
+                        )
                     try:
                         # encoding="bytes": the release was pickled by Python 2, its str keys become bytes.
                         found[name] = _BatchUnpickler(tar.extractfile(member), encoding="bytes").load()

@@ -72,9 +72,11 @@ def load_imagefolder(
     path : a directory, or a .tar, .tar.gz/.tgz or .zip archive of one.
     Class names are the sorted class-folder names; images are ordered by path within each split,
     so two loads of the same data give byte-identical arrays. Hidden files and folders (names
-    starting with '.') and `__MACOSX` folders are skipped.
+    starting with '.') and `__MACOSX` folders are skipped. Symlinks leading out of a directory `path`
+    are refused (DataError); those staying inside are followed.
     on_bad_image : what to do with files Pillow cannot read (corrupt, truncated, not an image, or
-    over Pillow's decompression-bomb limit of Image.MAX_IMAGE_PIXELS pixels): "error" raises one
+    over Pillow's decompression-bomb limit of Image.MAX_IMAGE_PIXELS pixels) and files never read
+    (over MAX_IMAGE_FILE_BYTES, or pipes, sockets, devices): "error" raises one
     DataError naming every such file; "skip" leaves them out and lists them in RawDataset.skipped.
     Grayscale, RGBA, palette, 16-bit and CMYK images are not bad: they are converted to RGB.
     seed, cache_dir : accepted so that every data source takes the same arguments; an image folder
@@ -114,14 +116,11 @@ def load_imagefolder(
             if isinstance(data, Unreadable):
                 bad.append({"path": "/".join(parts), "reason": data.reason})
                 continue
-            try:
-                decoded[parts] = _decode_image(data, image_size)
-            except UnidentifiedImageError:  # its message names a BytesIO object, not the file
-                bad.append({"path": "/".join(parts), "reason": "UnidentifiedImageError: not an image format Pillow reads"})
+            image = decode_or_reason(data, image_size)
+            if isinstance(image, Unreadable):
+                bad.append({"path": "/".join(parts), "reason": image.reason})
                 continue
-            except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ... for damaged files
-                bad.append({"path": "/".join(parts), "reason": f"{type(error).__name__}: {error}"})
-                continue
+            decoded[parts] = image
             if is_directory:
                 file_sha256[parts] = hashlib.sha256(data).hexdigest()
     if bad and on_bad_image == "error":
@@ -195,7 +194,10 @@ def _directory_entries(root: Path) -> tuple[int, Iterator[Entry]]:
 def _refuse_link_outside(root: Path, real_root: Path, path: Path) -> None:
     if not path.is_symlink():
         return
-    target = path.resolve()
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError):  # a link loop: reading it fails, and names it as unreadable
+        return
     if not target.is_relative_to(real_root):
         raise DataError(
             f"{path} is a symlink to {target}, outside {root}; an image folder is read only from inside "
@@ -204,13 +206,15 @@ def _refuse_link_outside(root: Path, real_root: Path, path: Path) -> None:
 
 
 def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
     if stat.S_ISFIFO(mode):
         return "a named pipe"
     if stat.S_ISSOCK(mode):
         return "a socket"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "a device"
-    return "not a regular file"
+    return "a special file"
 
 
 def read_image_file(path: Path, limit: int = MAX_IMAGE_FILE_BYTES) -> bytes | Unreadable:
@@ -224,12 +228,12 @@ def read_image_file(path: Path, limit: int = MAX_IMAGE_FILE_BYTES) -> bytes | Un
     try:
         mode = os.stat(path).st_mode
         if not stat.S_ISREG(mode):
-            return Unreadable(f"{_file_kind(mode)}, not an image file; remove it from the folder")
+            return Unreadable(f"{_file_kind(mode)}, not an image file")
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
         with os.fdopen(descriptor, "rb") as file:
             status = os.fstat(file.fileno())
             if not stat.S_ISREG(status.st_mode):
-                return Unreadable(f"{_file_kind(status.st_mode)}, not an image file; remove it from the folder")
+                return Unreadable(f"{_file_kind(status.st_mode)}, not an image file")
             if status.st_size > limit:
                 return _too_large(status.st_size, limit)
             return read_at_most(file, limit)
@@ -311,6 +315,17 @@ def _read_zip_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes
         return _too_large(member.file_size, MAX_IMAGE_FILE_BYTES)
     with archive.open(member) as source:
         return read_at_most(source, MAX_IMAGE_FILE_BYTES)
+
+
+def decode_or_reason(data: bytes, image_size: int) -> np.ndarray | Unreadable:
+    """`_decode_image`, or Unreadable(why) for a file Pillow cannot read: corrupt, truncated, empty,
+    not an image, or over the decompression-bomb limit."""
+    try:
+        return _decode_image(data, image_size)
+    except UnidentifiedImageError:  # its message names a BytesIO object, not the file
+        return Unreadable("UnidentifiedImageError: not an image format Pillow reads" if data else "an empty file")
+    except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ... for damaged files
+        return Unreadable(f"{type(error).__name__}: {error}")
 
 
 def _decode_image(data: bytes, image_size: int) -> np.ndarray:

@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from numpy.lib.stride_tricks import sliding_window_view
+
 from features import get_extractor
-from features.bovw import dense_patches, normalize_patches, random_patches, region_bounds, zca_whitening
+from features.bovw import dense_patches, normalize_patches, pixel_major_order, random_patches, region_bounds, strided_patches, zca_whitening
 
 
 def small(**overrides):
@@ -47,6 +49,79 @@ def test_triangle_code_is_mean_distance_minus_distance_for_one_patch():
     patch = extractor._preprocess(dense_patches(images[:1], 6, 1).reshape(1, -1)).numpy()[0]
     distances = np.linalg.norm(extractor.codebook_ - patch, axis=1)
     np.testing.assert_allclose(extractor.transform(images[:1])[0], np.maximum(distances.mean() - distances, 0), rtol=1e-4, atol=1e-4)
+
+
+def reference_encode(extractor, images: np.ndarray) -> np.ndarray:
+    """Coates et al.'s encoding written straight from its definition, in float64, one image at a time."""
+    p, s, g, k = extractor.patch_size, extractor.stride, extractor.pooling_grid, extractor.n_clusters
+    codebook = extractor.codebook_.astype(np.float64)
+    features = []
+    for image in images.astype(np.float64):
+        windows = sliding_window_view(image, (p, p), axis=(0, 1))[::s, ::s]  # (rows, cols, 3, p, p)
+        rows, cols = windows.shape[:2]
+        patches = windows.reshape(rows * cols, 3 * p * p)  # channel-major, as the codebook
+        patches = (patches - patches.mean(1, keepdims=True)) / np.sqrt(patches.var(1, ddof=1, keepdims=True) + 10)
+        patches = (patches - extractor.patch_mean_) @ extractor.whitening_.astype(np.float64)
+        distances = np.linalg.norm(patches[:, None, :] - codebook[None], axis=2)
+        if extractor.encoding == "triangle":
+            codes = np.maximum(distances.mean(1, keepdims=True) - distances, 0)
+        else:
+            codes = np.eye(k)[distances.argmin(1)]
+        codes = codes.reshape(rows, cols, k)
+        features.append(np.concatenate([
+            codes[top:bottom, left:right].mean((0, 1))
+            for top, bottom in region_bounds(rows, g)
+            for left, right in region_bounds(cols, g)
+        ]))
+    return np.stack(features)
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(stride=1, pooling_grid=3), dict(patch_size=5, whitening=False)])
+def test_triangle_features_match_the_definition_within_float32_rounding(rng, settings):
+    images = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    extractor = get_extractor("bovw", **{"n_clusters": 40, "n_patches": 2000, "stride": 2, **settings}).fit(images)
+    expected = reference_encode(extractor, images)
+    np.testing.assert_allclose(extractor.transform(images), expected, rtol=1e-5, atol=1e-5 * expected.max())
+
+
+def test_triangle_features_of_flat_patches_stay_within_the_rounding_of_the_expanded_distance(images):
+    """Constant and step-edge images hold patches that sit on a codeword: there |y|^2 + |c|^2 - 2 y.c
+    cancels to its float32 rounding (1e-7 of |y|^2) and the square root lifts that to ~3e-4 of |y|.
+    The previous encoder had the same error; noise images (above) stay within 1e-5."""
+    extractor = get_extractor("bovw", n_clusters=40, n_patches=2000, stride=2).fit(images)
+    expected = reference_encode(extractor, images)
+    np.testing.assert_allclose(extractor.transform(images), expected, rtol=1e-5, atol=2e-3 * expected.max())
+
+
+def test_hard_features_are_the_histograms_of_the_definition(images):
+    extractor = get_extractor("bovw", n_clusters=40, n_patches=2000, stride=2, encoding="hard").fit(images)
+    # exact here; codes could differ only where two words are equally near, within float32 rounding
+    np.testing.assert_allclose(extractor.transform(images), reference_encode(extractor, images), atol=1e-6)
+
+
+def test_transform_is_the_same_on_one_thread_or_several(images):
+    extractor = small(stride=1).fit(images)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = extractor.transform(images)
+        torch.set_num_threads(3)
+        np.testing.assert_array_equal(extractor.transform(images), alone)
+        assert torch.get_num_threads() == 3  # transform leaves torch's threads as it found them
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_transform_reads_non_contiguous_images(images):
+    extractor = small().fit(images)
+    flipped = images[:, :, ::-1]
+    np.testing.assert_array_equal(extractor.transform(flipped), extractor.transform(flipped.copy()))
+
+
+def test_strided_patches_are_dense_patches_in_pixel_major_order(rng):
+    images = rng.integers(0, 256, (2, 11, 9, 3), dtype=np.uint8)
+    dense = dense_patches(images, patch_size=4, stride=3).reshape(-1, 48)
+    np.testing.assert_array_equal(strided_patches(images, patch_size=4, stride=3).numpy(), dense[:, pixel_major_order(4)].numpy())
 
 
 def test_dense_patch_count_follows_the_stride_formula():

@@ -9,7 +9,7 @@ from skimage.feature import hog
 from features.hog import _dominant_gradient, hog_batch, hog_output_dim
 from tests.conftest import step_edge_image
 
-from tests.cifar_sample import SHARED_CIFAR10_JPEG as CIFAR10_JPEG, first_images
+from tests.cifar_sample import first_images, needs_shared_cifar10
 BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")
 # skimage works in float64 and we return float32, so the bound is float32 rounding of values <= 1.
 FLOAT32_ROUNDING = 2e-7
@@ -199,7 +199,7 @@ def cifar10_images(n: int) -> np.ndarray:
     return first_images(n)
 
 
-@pytest.mark.skipif(not CIFAR10_JPEG.exists(), reason=f"{CIFAR10_JPEG} is absent")
+@needs_shared_cifar10
 @pytest.mark.parametrize("block_norm", BLOCK_NORMS)
 @pytest.mark.parametrize("colour", [False, True], ids=["grayscale", "colour"])
 def test_real_cifar10_images_match_skimage_within_1e_5(colour, block_norm):

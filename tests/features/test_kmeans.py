@@ -38,3 +38,16 @@ def test_a_centroid_without_points_is_zero_not_nan():
     assert torch.isfinite(centroids).all()
     empty = (centroids == 0).all(1)
     assert 0 < empty.sum() < 8  # all points near (5, 5) go to the few start directions that point there
+
+
+def test_centroids_are_the_same_on_one_thread_or_several():
+    points, _ = blobs([[2.0, 0.0], [0.0, 2.0], [-2.0, 0.0]], per_cluster=1500, spread=0.7)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = kmeans(points, 6, iterations=5, seed=0)
+        torch.set_num_threads(3)
+        assert torch.equal(kmeans(points, 6, iterations=5, seed=0), alone)
+        assert torch.get_num_threads() == 3  # the assignment's worker threads leave torch's count as it was
+    finally:
+        torch.set_num_threads(threads)

@@ -109,3 +109,27 @@ def test_a_refit_that_diverges_fails_with_the_cause():
     huge = torch.cat([x, x[:1] * 1e6])  # validation rows far outside the train range join the refit
     with pytest.raises(TrainingFailed, match="the refit on train \\+ validation diverged with learning_rate 0.1: standardized"):
         refit(best, huge, torch.cat([y, y[:1]]), torch.device("cpu"), progress=False)
+
+
+class MemoryMappedLike:
+    """Rows read only through rows(indices), as from features memory-mapped on disk."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def __len__(self):
+        return len(self.array)
+
+    def rows(self, indices):
+        return self.array[indices]
+
+
+def test_diagnose_reads_a_row_source_as_it_reads_a_tensor():
+    x, y = separable_blobs(n_per_class=2000)  # more rows than one chunk
+    x[4500, 2] = float("nan")
+    x[5900, 0] = 5 * HUGE_FEATURE
+    assert diagnose(MemoryMappedLike(x.numpy()), y, 3) == diagnose(x, y, 3)
+    assert [cause.split(" (")[0] for cause, _ in diagnose(x, y, 3)] == [
+        "the training features hold 1 NaN or infinite value in 1 column",
+        f"standardized training features reach |x| = {5 * HUGE_FEATURE:.3g} in 1 column",
+    ]

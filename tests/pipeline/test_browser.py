@@ -1,21 +1,19 @@
 """The MLflow UI in a real browser: headless Chromium on `featurebench ui` over the end-to-end project's store.
 
 Chromium is Debian's `chromium` package (`.ci/run` installs it). Without it the tests skip, unless
-FEATUREBENCH_REQUIRE_BROWSER=1 (set by `.ci/run`), where a missing browser is a failure.
+CI=true or FEATUREBENCH_REQUIRE_BROWSER=1 (set by `.ci/run`), where a missing browser is a failure.
 """
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import tempfile
 import urllib.parse
 
-import pytest
-
 from tests.pipeline.conftest import expected_runs
+from tests.required import missing
 
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -27,9 +25,7 @@ BUDGET_MS = 30000  # virtual time for the single-page app to fetch the runs and 
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        if os.environ.get("FEATUREBENCH_REQUIRE_BROWSER") == "1":
-            pytest.fail("chromium is not installed; `.ci/run` installs Debian's chromium package")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+        missing("chromium", "`.ci/run` installs Debian's chromium package (apt-get install chromium)", "FEATUREBENCH_REQUIRE_BROWSER")
     return found
 
 

@@ -75,6 +75,29 @@ def test_the_projects_params_load():
         ({"linear__overrides": {"bovw": {"svm_loss": "l1"}}}, "linear.overrides.bovw.svm_loss must be one of"),
         ({"mlp__overrides": {"pixels": {"dropout": 1.5}}}, r"mlp.overrides.pixels.dropout must be in \[0, 1\)"),
         ({"mlp__overrides": {"pixels": {"svm_loss": "hinge"}}}, r"unknown key\(s\) svm_loss in mlp.overrides.pixels"),
+        # wrong types are refused naming the key, never a TypeError (issue #13)
+        ({"data__image_size": "32"}, r"data.image_size must be an integer >= 8; got the string '32': write the number without quotes"),
+        ({"linear__momentum": "0.9"}, r"linear.momentum must be in \[0, 1\); got the string '0.9'"),
+        ({"linear__learning_rates": 0.01}, r"linear.learning_rates must be a non-empty list of values > 0; got 0.01$"),
+        ({"mlp__hidden_sizes": 1024}, r"mlp.hidden_sizes must be a list of integers >= 1, or a list of such lists; got 1024$"),
+        ({"mlp__hidden_sizes": [[1024], 512]}, r"mlp.hidden_sizes must be a list of integers >= 1, or a list of such lists"),
+        ({"seed": "abc"}, r"^seed must be an integer >= 0; got 'abc'$"),
+        ({"seed": 1.5}, r"^seed must be an integer >= 0; got 1.5$"),
+        ({"mlp__epochs": True}, r"mlp.epochs must be an integer >= 1"),
+        ({"linear__classifiers": "svm"}, r"linear.classifiers must be a list among svm, softmax; got 'svm'"),
+        ({"linear__feature_sets": "hog"}, r"linear.feature_sets must be a list of feature sets"),
+        ({"data__path": 5}, r"data.path must be a folder or archive path, or null; got 5"),
+        ({"data__label": "a/b"}, r"data.label must be null or a name of up to 64 letters"),
+        ({"data__shapes": {"n_train": 300, "n_tset": 100}}, r"data.shapes must be a mapping of n_train and n_test to integers >= 1"),
+        ({"extractors__hog": 5}, r"extractors.hog must be a mapping of the extractor's settings"),
+        ({"mlp__overrides": 3}, r"mlp.overrides must be a mapping of feature sets to the settings they change; got 3"),
+        ({"engine": "dask"}, r"engine must be one of local, ray; got 'dask'"),
+        ({"linear__precision": "fp16"}, r"linear.precision must be one of auto, fp32, bf16"),
+        # unknown keys and sections that are not mappings are refused, not ignored
+        ({"bogus": 1}, r"unknown key\(s\) bogus in params.yaml; allowed: data, device, engine, extract, extractors, linear, mlp, seed"),
+        ({"data": None}, r"^data must be a mapping of its settings \(name, path, label, .*\); got null \(nothing\)$"),
+        ({"linear": []}, r"^linear must be a mapping of its settings \(learning_rates, .*\); got \[\]$"),
+        ({"extract": "fast"}, r"^extract must be a mapping of its settings \(batch_size, mirror\); got 'fast'$"),
     ],
 )
 def test_bad_params_are_refused_naming_the_parameter(tmp_path, changes, named):
@@ -125,3 +148,62 @@ def test_impossible_extractor_settings_are_refused_naming_the_key(tmp_path, chan
 def test_the_projects_extractors_pass_and_report_their_dimensions():
     dims = check_extractors(load_params(ROOT / "params.yaml"))
     assert dims["pixels"] == 32 * 32 * 3 and dims["color_hist"] == 2 * 2 * 3 * 10
+
+
+def test_the_messages_are_one_line(tmp_path):
+    for changes in ({"linear": []}, {"data__image_size": "32"}, {"bogus": 1}, {"linear__budget": 2}):
+        with pytest.raises(ParamsError) as refused:
+            load_params(write_params(tmp_path, **changes))
+        assert "\n" not in str(refused.value) and "pydantic" not in str(refused.value)
+
+
+def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 0\ndata:\n  name: shapes\n   image_size: 32\n")
+    with pytest.raises(ParamsError, match=rf"^{path}, line 4, column 14: not valid YAML \(mapping values are not allowed here\); fix the syntax there$"):
+        load_params(path)
+    path.write_text("linear:\n  learning_rates: [0.01, 0.1\n  epochs: 3\n")
+    with pytest.raises(ParamsError, match=r"line 3, .*not valid YAML .*flow sequence at line 2"):
+        load_params(path)
+
+
+def test_a_file_that_is_not_a_mapping_is_refused(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("- seed\n- data\n")
+    with pytest.raises(ParamsError, match=r"params.yaml must be a mapping of sections \(seed, device, engine, data"):
+        load_params(path)
+
+
+def test_an_empty_file_means_every_default(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("# nothing set\n")
+    params = load_params(path)
+    assert (params.seed, params.device, params.engine, params.data.name, params.extract_batch_size) == (0, "auto", "local", "shapes", 1000)
+
+
+def test_exponents_without_a_dot_are_numbers_as_in_dvc(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("linear:\n  learning_rates: [1e-2, 3E-3, 1e+0]\n  reg_strengths: [0]\n")
+    assert load_params(path).linear.learning_rates == [0.01, 0.003, 1.0]
+
+
+def test_an_extractor_without_settings_gets_its_defaults(tmp_path):
+    path = write_params(tmp_path)
+    path.write_text(path.read_text().replace("  pixels: {}\n", "  pixels:\n"))
+    assert load_params(path).extractors["pixels"] == {}
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_device_cuda_without_a_gpu_is_refused_at_load_time(tmp_path):
+    with pytest.raises(ParamsError, match=r"^device: cuda but no CUDA GPU is visible to PyTorch; use auto or cpu$"):
+        load_params(write_params(tmp_path, device="cuda"))
+
+
+def test_a_feature_sets_settings_are_validated_like_the_section(tmp_path):
+    params = load_params(write_params(tmp_path, mlp__overrides={"pixels": {"hidden_sizes": [[64], [32]], "budget": 4}}))
+    pixels = params.mlp.for_feature_set("pixels")
+    assert pixels.hidden_size_options == [[64], [32]] and pixels.budget == 4 and pixels.overrides == {}
+    with pytest.raises(ParamsError, match=r"^mlp.overrides.pixels: the search grid has 4 points but mlp.overrides.pixels.budget is 2; raise"):
+        load_params(write_params(tmp_path, mlp__overrides={"pixels": {"hidden_sizes": [[64], [32]]}}))
+    with pytest.raises(ParamsError, match=r"unknown key\(s\) feature_sets in linear.overrides.bovw"):
+        load_params(write_params(tmp_path, linear__overrides={"bovw": {"feature_sets": ["hog"]}}))

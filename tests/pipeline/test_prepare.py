@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.cifar_sample import SHARED_CIFAR10_JPEG, write_sample_archive
+from tests.cifar_sample import needs_shared_cifar10, write_sample_archive
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +37,7 @@ def test_shapes_are_split_stratified_with_validation_from_train(tmp_path):
     assert images.shape == (100, 32, 32, 3) and images.dtype == np.uint8
 
 
-@pytest.mark.skipif(not SHARED_CIFAR10_JPEG.exists(), reason="the shared CIFAR-10 JPEG archive is not beside the checkout")
+@needs_shared_cifar10
 def test_prepare_reads_a_sample_of_real_cifar10_through_imagefolder(tmp_path):
     sample = tmp_path / "cifar-sample.tar.gz"
     write_sample_archive(sample, per_class=12)

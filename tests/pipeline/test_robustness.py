@@ -23,6 +23,7 @@ TINY = {
 }
 TRAINING_STAGES = {"train@softmax-pixels": "softmax-pixels", "train_mlp@pixels": "mlp-pixels"}
 DEADLINE_SECONDS = 300
+NEVER_ENDING_EPOCHS = 100_000  # minutes of training even on TINY's 300 images: a stage cannot end before its signal
 
 
 def make_tiny_project(path: Path) -> tuple[Path, dict]:
@@ -130,20 +131,38 @@ def repro_killed(project: Path, env: dict, evidence, sig: signal.Signals) -> int
                 process.wait()
 
 
+def params_with_epochs(project: Path, section: str, epochs: int) -> dict:
+    """The project's params.yaml with `section`'s epochs set; the TINY file comes back with epochs from TINY."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params[section]["epochs"] = epochs
+    return params
+
+
+def write_params(project: Path, params: dict) -> None:
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the extraction process through /proc (Linux)")
 def test_a_killed_repro_reruns_to_the_same_results_and_leaves_no_run_running(finished, tmp_path):
     _, _, uninterrupted = finished
     project, env = make_tiny_project(tmp_path / "killed")
+    tiny = yaml.safe_load((project / "params.yaml").read_text())
 
     # SIGKILL in extraction: no chance to clean up; DVC must cope with its own stale locks
     assert repro_killed(project, env, stage_process_running(project, "-m pipeline.extract pixels"), signal.SIGKILL) == -signal.SIGKILL
+    # The training stages to interrupt get NEVER_ENDING_EPOCHS: a signal sent once their run is
+    # RUNNING lands mid-training on any machine, never after the stage has finished its work.
     # SIGINT (Ctrl-C) in training: the stage ends its MLflow run itself
+    write_params(project, params_with_epochs(project, "linear", NEVER_ENDING_EPOCHS))
     assert repro_killed(project, env, mlflow_run_running(project, "train@softmax-pixels"), signal.SIGINT) != 0
     assert "featurebench train: interrupted; nothing was written" in (project / "repro.log").read_text()
-    # SIGKILL in training: the run stays RUNNING until the stage's next run ends it
+    # SIGKILL in training: the run stays RUNNING until the stage's next run ends it (train@softmax-pixels,
+    # back on TINY's epochs, finishes first)
+    write_params(project, params_with_epochs(project, "linear", tiny["linear"]["epochs"]) | {"mlp": {**tiny["mlp"], "epochs": NEVER_ENDING_EPOCHS}})
     assert repro_killed(project, env, mlflow_run_running(project, "train_mlp@pixels"), signal.SIGKILL) == -signal.SIGKILL
     assert ("train_mlp@pixels", "RUNNING") in [(stage, status) for stage, status, _ in mlflow_runs(project)]
 
+    write_params(project, tiny)
     run(["dvc", "repro"], project, env)
 
     assert results(project) == uninterrupted

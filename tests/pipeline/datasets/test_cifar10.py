@@ -14,6 +14,7 @@ from pipeline.datasets import DataError
 from pipeline.datasets.cifar10 import (
     CIFAR10_MD5,
     CIFAR10_URL,
+    MAX_BATCH_BYTES,
     TEST_BATCH,
     TRAIN_BATCHES,
     download,
@@ -134,6 +135,15 @@ class RunsCode:
 
     def __reduce__(self):
         return os.mkdir, (self.path,)
+
+
+def test_a_batch_too_large_for_the_release_is_refused_before_it_is_unpickled(tmp_path):
+    batches = {name: fake_batch(0) for name in [*TRAIN_BATCHES, TEST_BATCH]}
+    batches["data_batch_2"] = {**fake_batch(0), b"filler": bytes(MAX_BATCH_BYTES)}
+    write_fake_release(tmp_path / "c.tar.gz", batches=batches)
+
+    with pytest.raises(DataError, match=r"c\.tar\.gz:cifar-10-batches-py/data_batch_2 holds 64 MiB, more than a CIFAR-10 batch"):
+        load_cifar10(archive=tmp_path / "c.tar.gz", progress=False)
 
 
 def test_pickle_that_would_run_code_is_refused(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.cifar_sample import SHARED_CIFAR10_JPEG, write_sample_archive
+from tests.cifar_sample import needs_shared_cifar10, write_sample_archive
 from pipeline.datasets import DataError
 from pipeline.datasets.imagefolder import load_imagefolder
 
@@ -337,7 +337,7 @@ def test_progress_bar_goes_to_stderr_only_when_asked(tmp_path, capsys):
     assert "reading data" in loud.err
 
 
-@pytest.mark.skipif(not SHARED_CIFAR10_JPEG.exists(), reason="shared CIFAR-10 JPEG archive not on this machine")
+@needs_shared_cifar10
 def test_sample_of_real_cifar_jpeg_archive_loads_ten_classes(tmp_path):
     per_class = 20
     sample = tmp_path / "cifar10-sample.tar.gz"
@@ -412,3 +412,18 @@ def test_image_over_the_pixel_limit_is_refused_even_where_pillow_only_warns(tmp_
 def test_unknown_on_bad_image_is_refused_naming_the_parameter(tmp_path):
     with pytest.raises(DataError, match="data.on_bad_image must be one of error, skip"):
         load_imagefolder(make_flat_folder(tmp_path / "data"), progress=False, on_bad_image="ignore")
+
+
+def test_a_big_jpeg_decoded_at_reduced_scale_matches_a_full_decode_within_rounding(tmp_path):
+    """Big photos are decoded at 1/2..1/8 scale (JPEG draft mode) since they are shrunk anyway."""
+    rows, cols = np.mgrid[:1600, :1200]
+    photo = np.stack([rows * 255 // 1600, cols * 255 // 1200, (rows + cols) * 255 // 2800], -1).astype(np.uint8)
+    save(tmp_path / "data" / "cat" / "photo.jpg", Image.fromarray(photo), "JPEG")
+    save(tmp_path / "data" / "dog" / "small.png", Image.new("RGB", (8, 8)))
+
+    dataset = load_imagefolder(tmp_path / "data", progress=False)
+
+    with Image.open(tmp_path / "data" / "cat" / "photo.jpg") as full:
+        assert full.size == (1200, 1600)
+        expected = np.asarray(full.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR), dtype=int)
+    assert np.abs(dataset.train.images[0].astype(int) - expected).max() <= 2
