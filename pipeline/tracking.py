@@ -433,19 +433,18 @@ def log_failed(metrics: dict) -> None:
     mlflow.end_run("FAILED")
 
 
-def log_epoch(record) -> None:
-    """Per-epoch curves, step = epoch number."""
+def log_history(records) -> None:
+    """Per-epoch curves of the active run, step = epoch number: epoch_train_loss, epoch_train_accuracy,
+    epoch_val_accuracy, epoch_learning_rate. One batch for all epochs: one SQLite commit, not one per epoch."""
     import mlflow
+    from mlflow.entities import Metric
 
-    mlflow.log_metrics(
-        {
-            "epoch_train_loss": record.train_loss,
-            "epoch_train_accuracy": record.train_accuracy,
-            "epoch_val_accuracy": record.val_accuracy,
-            "epoch_learning_rate": record.learning_rate,
-        },
-        step=record.epoch,
-    )
+    names = {"epoch_train_loss": "train_loss", "epoch_train_accuracy": "train_accuracy", "epoch_val_accuracy": "val_accuracy", "epoch_learning_rate": "learning_rate"}
+    now = int(time.time() * 1000)
+    batch = [Metric(key, float(getattr(record, field)), now, record.epoch) for record in records for key, field in names.items()]
+    client, run_id = mlflow.MlflowClient(), mlflow.active_run().info.run_id
+    for start in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics a call
+        client.log_batch(run_id, metrics=batch[start : start + 1000])
 
 
 def log_final(metrics: dict, figures: dict, model, input_example, featurizer_dir: Path | None = None, pictures=()) -> None:

@@ -344,8 +344,7 @@ def main() -> None:
         configs = candidates(space, base, base_model, section.search, section.budget, params.seed)
         fitted = fit_and_score(data, configs, device, section.refit, params.engine)
         tracking.log_trials(fitted.trials)
-        for record in fitted.best.history:
-            tracking.log_epoch(record)
+        tracking.log_history(fitted.best.history)
         chosen = chosen_settings(fitted, is_mlp)
         tracking.log_chosen(chosen)
         metrics = score(fitted, data, members, base_model.input_dim)

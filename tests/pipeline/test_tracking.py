@@ -340,3 +340,20 @@ def test_experiment_tags_are_written_once_and_kept_by_later_stages(monkeypatch, 
     tags = client.get_experiment(again.experiment_id).tags
     assert tags["mlflow.experimentKind"] == "custom_model_development"  # a changed tag is written back
     assert tags[f"mlflow.sharedViewState.{tracking.COMPARISON_VIEW}"] == tracking.json.dumps(tracking.comparison_view_state())
+
+
+def test_the_history_is_logged_as_curves_with_the_epoch_as_step(monkeypatch, tmp_path):
+    import mlflow
+
+    from models.training import EpochRecord
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    history = [EpochRecord(epoch, 1.0 / epoch, 0.5 + epoch / 10, 0.4 + epoch / 10, 0.01 * epoch) for epoch in (1, 2, 3)]
+    with tracking.training_run(dataset="unit", run_name="r", tags={}, params={}) as run:
+        tracking.log_history(history)
+    client = mlflow.MlflowClient()
+    for key, field in [("epoch_train_loss", "train_loss"), ("epoch_val_accuracy", "val_accuracy"), ("epoch_learning_rate", "learning_rate")]:
+        curve = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+        assert curve == [(r.epoch, getattr(r, field)) for r in history]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch_train_accuracy")] == [1, 2, 3]
