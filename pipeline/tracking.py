@@ -98,8 +98,10 @@ def ensure_experiment(name: str, artifact_location: str | None):
             pass  # another stage created it meanwhile
     experiment = mlflow.set_experiment(name)
     client = mlflow.MlflowClient()
-    client.set_experiment_tag(experiment.experiment_id, "mlflow.experimentKind", "custom_model_development")
-    client.set_experiment_tag(experiment.experiment_id, f"mlflow.sharedViewState.{COMPARISON_VIEW}", json.dumps(comparison_view_state()))
+    wanted = {"mlflow.experimentKind": "custom_model_development", f"mlflow.sharedViewState.{COMPARISON_VIEW}": json.dumps(comparison_view_state())}
+    for key, value in wanted.items():
+        if experiment.tags.get(key) != value:  # written once, not by every stage: each write is a SQLite commit
+            client.set_experiment_tag(experiment.experiment_id, key, value)
     return experiment
 
 
@@ -481,19 +483,18 @@ def log_failed(metrics: dict) -> None:
     mlflow.end_run("FAILED")
 
 
-def log_epoch(record) -> None:
-    """Per-epoch curves, step = epoch number."""
+def log_history(records) -> None:
+    """Per-epoch curves of the active run, step = epoch number: epoch_train_loss, epoch_train_accuracy,
+    epoch_val_accuracy, epoch_learning_rate. One batch for all epochs: one SQLite commit, not one per epoch."""
     import mlflow
+    from mlflow.entities import Metric
 
-    mlflow.log_metrics(
-        {
-            "epoch_train_loss": record.train_loss,
-            "epoch_train_accuracy": record.train_accuracy,
-            "epoch_val_accuracy": record.val_accuracy,
-            "epoch_learning_rate": record.learning_rate,
-        },
-        step=record.epoch,
-    )
+    names = {"epoch_train_loss": "train_loss", "epoch_train_accuracy": "train_accuracy", "epoch_val_accuracy": "val_accuracy", "epoch_learning_rate": "learning_rate"}
+    now = int(time.time() * 1000)
+    batch = [Metric(key, float(getattr(record, field)), now, record.epoch) for record in records for key, field in names.items()]
+    client, run_id = mlflow.MlflowClient(), mlflow.active_run().info.run_id
+    for start in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics a call
+        client.log_batch(run_id, metrics=batch[start : start + 1000])
 
 
 def log_final(metrics: dict, figures: dict, model, input_example, featurizer_dir: Path | None = None, pictures=()) -> None:
@@ -504,17 +505,39 @@ def log_final(metrics: dict, figures: dict, model, input_example, featurizer_dir
     """
     import mlflow
     import mlflow.pytorch
-    import matplotlib.pyplot as plt
 
     mlflow.log_metrics(metrics)
     for file_name, figure in figures.items():
         mlflow.log_figure(figure, file_name)
-        plt.close(figure)
     for path in pictures:
         mlflow.log_artifact(str(path), artifact_path=f"features/{path.parent.name}")
     if featurizer_dir is not None:
         mlflow.log_artifacts(str(featurizer_dir), "featurizer")
-    mlflow.pytorch.log_model(model, name="model", pip_requirements=["torch"], input_example=input_example)
+    with _requirements_checked_without_scan():
+        mlflow.pytorch.log_model(model, name="model", pip_requirements=MODEL_REQUIREMENTS, input_example=input_example)
+
+
+MODEL_REQUIREMENTS = ["torch"]  # given, not inferred: inferring imports the model's modules in a subprocess
+
+
+@contextmanager
+def _requirements_checked_without_scan():
+    """MLflow checks the model's requirements (torch, and the mlflow it pins) against what is installed;
+    to do so it first maps every module of every installed distribution to its package
+    (importlib_metadata.packages_distributions: a pass over all their RECORD files, about half a second
+    of each training stage). Those two packages are named like their modules, so the map they need
+    is given instead, for the duration of the call; the check itself runs as before.
+    """
+    from mlflow.utils import requirements_utils
+
+    if requirements_utils._MODULES_TO_PACKAGES is not None:  # already scanned in this process: nothing to save
+        yield
+        return
+    requirements_utils._MODULES_TO_PACKAGES = {name: [name] for name in ["mlflow", *MODEL_REQUIREMENTS]}
+    try:
+        yield
+    finally:
+        requirements_utils._MODULES_TO_PACKAGES = None  # anything else that needs the map scans as before
 
 
 def trial_record(trial) -> tuple[dict, dict, list[tuple[int, dict]]]:

@@ -1,6 +1,6 @@
 import numpy as np
 
-from models.figures import confusion_matrix, template_images, templates_figure
+from models.figures import confusion_figure, confusion_matrix, template_images, templates_figure
 
 
 def test_confusion_matrix_counts_actual_by_predicted():
@@ -21,3 +21,15 @@ def test_templates_figure_has_one_titled_panel_per_class():
     figure = templates_figure(np.random.default_rng(0).normal(size=(10, 8 * 8 * 3)), (8, 8, 3), [f"c{i}" for i in range(10)], "t")
     titled = [axis.get_title() for axis in figure.axes if axis.get_title()]
     assert titled == [f"c{i}" for i in range(10)]
+
+
+def test_figures_are_plain_figures_that_save_a_png_of_their_size(tmp_path):
+    """Drawn without pyplot (no figure manager to close or leak): savefig still writes the PNG MLflow logs."""
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    figure = confusion_figure(np.eye(3, dtype=int), ["a", "b", "c"], "t")
+    assert isinstance(figure, Figure) and figure.canvas.manager is None
+    figure.savefig(tmp_path / "confusion.png")
+    width, height = figure.get_size_inches() * figure.dpi
+    assert Image.open(tmp_path / "confusion.png").size == (round(width), round(height))

@@ -77,3 +77,17 @@ def test_prepare_refuses_a_bad_params_file_in_one_line_naming_the_key(tmp_path, 
     result = run(tmp_path, "-m", "pipeline.prepare", "--params", "BAD.yaml")
     assert_one_line_refusal(result, "prepare", *named)
     assert not (tmp_path / "data").exists()
+
+
+def test_a_stage_freezes_the_garbage_collector_after_every_exit_handler_it_registered(tmp_path):
+    """Shutdown would otherwise collect everything torch and MLflow imported; the stage's own exit
+    handlers (MLflow's, temporary files') still run first, with the collector as usual."""
+    script = (
+        "import atexit, gc\n"
+        "from pipeline.stage import run_stage\n"
+        "atexit.register(lambda: print('after', gc.get_freeze_count() > 0))\n"
+        "run_stage(lambda: atexit.register(lambda: print('during', gc.get_freeze_count() > 0)), 'unit')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["during False", "after True"]

@@ -294,3 +294,66 @@ def test_a_run_records_the_data_set_as_an_input_with_name_and_digest(monkeypatch
     assert '"features_shape": [4, 8, 8, 3]' in data_input.dataset.profile
     parent = client.get_run(logged.data.tags["mlflow.parentRunId"])
     assert [d.dataset.digest for d in parent.inputs.dataset_inputs] == ["0123456789abcdef"]
+
+
+def test_a_logged_model_loads_as_pyfunc_and_predicts_like_the_model_with_its_two_requirements(monkeypatch, tmp_path):
+    """log_final gives MLflow the model's requirements and the module map they need: the same files as when
+    MLflow scanned every installed distribution, and MLflow's map is left as it found it."""
+    import mlflow
+    import numpy as np
+    import torch
+    from mlflow.utils import requirements_utils
+
+    from models.figures import confusion_figure
+    from models.mlp import MLP, MLPConfig, StandardizedClassifier
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    model = StandardizedClassifier(torch.full((6,), 1.0), torch.full((6,), 2.0), MLP(MLPConfig(input_dim=6, n_classes=3))).eval()
+    example = np.random.default_rng(0).normal(size=(2, 6)).astype(np.float32)
+    figure = confusion_figure(np.eye(3, dtype=int), ["a", "b", "c"], "t")
+    with tracking.training_run(dataset="unit", run_name="r", tags={}, params={}) as run:
+        tracking.log_final({"test_accuracy": 0.5}, {"confusion_matrix.png": figure}, model, input_example=example)
+    assert requirements_utils._MODULES_TO_PACKAGES is None
+    figures = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="confusion_matrix.png", dst_path=str(tmp_path / "figures")))
+    assert figures.stat().st_size > 0
+    saved = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{run.info.run_id}/model", dst_path=str(tmp_path / "model")))
+    requirements = (saved / "requirements.txt").read_text().split()
+    assert requirements == [f"mlflow=={mlflow.__version__}", "torch"]
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    rows = np.random.default_rng(1).normal(size=(5, 6)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(rows)).numpy()
+    np.testing.assert_allclose(np.asarray(loaded.predict(rows)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_experiment_tags_are_written_once_and_kept_by_later_stages(monkeypatch, tmp_path):
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    first = tracking.connect("unit")
+    client = mlflow.MlflowClient()
+    client.set_experiment_tag(first.experiment_id, "mlflow.experimentKind", "changed by hand")
+    again = tracking.connect("unit")
+    tags = client.get_experiment(again.experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"  # a changed tag is written back
+    assert tags[f"mlflow.sharedViewState.{tracking.COMPARISON_VIEW}"] == tracking.json.dumps(tracking.comparison_view_state())
+
+
+def test_the_history_is_logged_as_curves_with_the_epoch_as_step(monkeypatch, tmp_path):
+    import mlflow
+
+    from models.training import EpochRecord
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    history = [EpochRecord(epoch, 1.0 / epoch, 0.5 + epoch / 10, 0.4 + epoch / 10, 0.01 * epoch) for epoch in (1, 2, 3)]
+    with tracking.training_run(dataset="unit", run_name="r", tags={}, params={}) as run:
+        tracking.log_history(history)
+    client = mlflow.MlflowClient()
+    for key, field in [("epoch_train_loss", "train_loss"), ("epoch_val_accuracy", "val_accuracy"), ("epoch_learning_rate", "learning_rate")]:
+        curve = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+        assert curve == [(r.epoch, getattr(r, field)) for r in history]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch_train_accuracy")] == [1, 2, 3]

@@ -93,3 +93,27 @@ def test_results_are_written_with_the_metrics_they_were_scored_with(feature_proj
     assert json.loads((out / "metrics.json").read_text()) == metrics
     predictions = (out / "predictions.csv").read_text().splitlines()
     assert predictions[0] == "index,actual,predicted" and len(predictions) == 31
+
+
+def test_the_training_stage_collects_young_objects_rarely_and_importing_it_changes_nothing(tmp_path):
+    """Run as a stage (`python -m pipeline.train`), the collector's thresholds are raised before the
+    imports; imported as a library, they stay as they were."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = (
+        "import gc, runpy, sys\n"
+        "before = gc.get_threshold()\n"
+        "import pipeline.train\n"
+        "print(gc.get_threshold() == before)\n"
+        "sys.argv = ['train']  # no arguments: argparse stops it right after the imports\n"
+        "try:\n"
+        "    runpy.run_module('pipeline.train', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    print(gc.get_threshold()[0])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    assert result.stdout.split() == ["True", "50000"], result.stderr
