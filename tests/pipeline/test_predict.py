@@ -43,8 +43,7 @@ def test_read_image_names_the_file_and_why_it_cannot_be_read(tmp_path):
 
 def test_predict_classifies_every_readable_file_and_names_each_bad_one(tiny_project, tmp_path):
     project, _, env, _ = tiny_project
-    with np.load(project / "data/prepared/test.npz") as test:
-        images = test["images"][:3]
+    images = np.load(project / "data/prepared/test_images.npy", mmap_mode="r")[:3]
     good = []
     for index, image in enumerate(images):
         Image.fromarray(image).save(tmp_path / f"good{index}.png")
