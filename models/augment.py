@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 
 AUGMENTATIONS = ("none", "flip", "shift", "flip+shift")
@@ -61,3 +62,25 @@ def augmentation(name: str, image_shape: tuple[int, int, int]) -> Augment | None
         return batch
 
     return augment if len(steps) > 1 else steps[0]
+
+
+class MirroredImageRows:
+    """A row source of pixel rows, each image mirrored left-right as it is read: the deterministic flips a
+    full-batch solver (models.solvers) trains on, appended to the rows themselves, where SGD draws them per batch.
+
+    Exact for rows standardized per channel, like `horizontal_flip`.
+    """
+
+    def __init__(self, source, image_shape: tuple[int, int, int]):
+        self.source, self.image_shape = source, tuple(image_shape)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    @property
+    def dim(self) -> int:
+        return self.source.dim
+
+    def rows(self, indices) -> np.ndarray:
+        batch = np.asarray(self.source.rows(indices))
+        return np.ascontiguousarray(batch.reshape(len(batch), *self.image_shape)[:, :, ::-1]).reshape(len(batch), -1)

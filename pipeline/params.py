@@ -94,6 +94,12 @@ def _search_methods():
     return SEARCH_METHODS
 
 
+def _solvers():
+    from models.solvers import SOLVERS
+
+    return SOLVERS
+
+
 def _activations():
     from models.mlp import ACTIVATIONS
 
@@ -188,7 +194,9 @@ class TrainingParams(_Section):
 
     @model_validator(mode="after")
     def _grid_within_budget(self):
-        grid_size = len(self.learning_rates) * len(self.reg_strengths) * len(self.epoch_options) * self.architecture_count()
+        searched_rates = 1 if getattr(self, "solver", "sgd") == "lbfgs" else len(self.learning_rates)  # L-BFGS has no learning rate
+        searched_epochs = 1 if getattr(self, "solver", "sgd") == "lbfgs" else len(self.epoch_options)  # nor epochs: max_iterations
+        grid_size = searched_rates * len(self.reg_strengths) * searched_epochs * self.architecture_count()
         if self.search == "grid" and grid_size > self.budget:
             raise SectionRule(
                 f"{{where}}: the search grid has {grid_size} points but {{where}}.budget is {self.budget}; "
@@ -203,6 +211,16 @@ class LinearParams(TrainingParams):
 
     classifiers: Annotated[list[Choice(LINEAR_CLASSIFIERS)], Says(f"a list among {', '.join(LINEAR_CLASSIFIERS)}")] = ["svm", "softmax"]
     svm_loss: Choice(SVM_LOSSES) = "hinge"
+    # sgd: the lecture's minibatch loop over learning_rates x epochs; lbfgs: full-batch L-BFGS (models/solvers.py)
+    # on the convex objective, a warm-started path over reg_strengths, l2 only
+    solver: Choice(_solvers) = "sgd"
+    max_iterations: Count(1, " (L-BFGS iterations)") = 100
+
+    @model_validator(mode="after")
+    def _lbfgs_is_l2(self):
+        if self.solver == "lbfgs" and self.regularization != "l2":
+            raise SectionRule("{where}.solver lbfgs minimizes the l2-penalized objective; set {where}.regularization: l2 or {where}.solver: sgd")
+        return self
 
 
 class MLPParams(TrainingParams):

@@ -22,16 +22,17 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 
-from models.augment import augmentation
+from models.augment import MirroredImageRows, augmentation
 from models.figures import confusion_figure, confusion_matrix, learning_curve_figure, templates_figure
 from models.mlp import MLPConfig, StandardizedClassifier
 from models.precision import resolve_precision
 from models.search import SearchSpace, candidates, refit, search
+from models.solvers import LBFGSConfig, lbfgs_path, refit_lbfgs
 from models.training import TrainConfig, TrainingFailed, choose_device, evaluate, fit_channel_standardization, fit_standardization, predict
 from pipeline import tracking
 from pipeline.artifacts import (
@@ -60,6 +61,7 @@ from pipeline.scores import per_class_accuracy
 from pipeline.stage import run_stage
 
 LEARNING_CURVE_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_accuracy"]
+LEARNING_RATE_NOT_APPLICABLE = "not applicable (lbfgs)"
 PREDICTION_COLUMNS = ["index", "actual", "predicted"]  # index: the image's row in data/prepared/test_images.npy
 
 
@@ -195,6 +197,8 @@ def fit_and_score(data: TrainingData, configs: list, device: torch.device, refit
     engine : where the trials run (pipeline.engine): one Ray task each with `ray` (a GPU each when
     training on one), in order either way, so the choice is the same.
     """
+    if isinstance(configs[0][0], LBFGSConfig):
+        return fit_and_score_lbfgs(data, configs, device, refit_chosen)
     map_trials = functools.partial(map_in_order, engine=engine, description="search", unit="trial", gpus_per_task=1 if device.type == "cuda" else 0)
     start = time.perf_counter()
     best, trials = search(
@@ -204,6 +208,32 @@ def fit_and_score(data: TrainingData, configs: list, device: torch.device, refit
     model = best.model
     if refit_chosen:
         model, _ = refit(best, data.refit, data.refit_labels, device, augment=data.augment)
+    train_seconds = time.perf_counter() - start
+    model = model.cpu()
+    return Fitted(best, trials, model, predict(model, data.test).numpy(), search_seconds, train_seconds)
+
+
+def with_flipped_images(data: TrainingData, rows, labels: torch.Tensor) -> tuple:
+    """(rows, labels) for a full-batch solver: raw pixels asked to flip get every image's mirror appended,
+    the deterministic counterpart of SGD's random flips (other feature sets already hold their mirrored rows)."""
+    parts = data.augment_name.split("+")
+    if not data.raw_pixels or "flip" not in parts:
+        return rows, labels
+    return AppendedRows([rows, MirroredImageRows(rows, data.image_shape)]), torch.cat([labels, labels])
+
+
+def fit_and_score_lbfgs(data: TrainingData, configs: list, device: torch.device, refit_chosen: bool) -> Fitted:
+    """fit_and_score for solver: lbfgs: a warm-started path over reg_strengths on val, then a refit on
+    train + val warm-started from the chosen trial's weights (models.solvers); runs in this process."""
+    if "shift" in data.augment_name.split("+"):
+        print(f"solver lbfgs: augment {data.augment_name} trains on fixed rows, so without random shifts (flips are mirrored rows)")
+    start = time.perf_counter()
+    train_rows, train_labels = with_flipped_images(data, data.train, data.train_labels)
+    best, trials = lbfgs_path([config for config, _ in configs], configs[0][1], train_rows, train_labels, data.val, data.val_labels, device)
+    search_seconds = time.perf_counter() - start
+    model = best.model
+    if refit_chosen:
+        model, _ = refit_lbfgs(best, *with_flipped_images(data, data.refit, data.refit_labels), device)
     train_seconds = time.perf_counter() - start
     model = model.cpu()
     return Fitted(best, trials, model, predict(model, data.test).numpy(), search_seconds, train_seconds)
@@ -229,6 +259,8 @@ def score(fitted: Fitted, data: TrainingData, members: list[str], input_dim: int
 
 def chosen_settings(fitted: Fitted, is_mlp: bool) -> dict:
     best = fitted.best
+    if isinstance(best.config, LBFGSConfig):
+        return {"solver": "lbfgs", "learning_rate": LEARNING_RATE_NOT_APPLICABLE, "reg_strength": best.config.reg_strength, "iterations": best.best_epoch}
     chosen = {"learning_rate": best.config.learning_rate, "reg_strength": best.config.reg_strength, "epochs": best.best_epoch}
     if is_mlp:
         chosen["hidden_sizes"] = best.model_config.hidden_sizes
@@ -343,13 +375,21 @@ def main() -> None:
         "augment": data.augment_name,
         "device": str(device),
     }
+    solver = "sgd" if is_mlp else section.solver
+    if solver == "lbfgs":
+        lbfgs = LBFGSConfig(loss=base.loss, regularization=section.regularization, max_iterations=section.max_iterations, seed=params.seed)
+        run_params["search"].update(learning_rates=LEARNING_RATE_NOT_APPLICABLE, epochs="not applicable (lbfgs: max_iterations)")
+        run_params["train"] = {k: v for k, v in asdict(lbfgs).items() if k != "reg_strength"}
     dataset = data.meta["dataset"]
     data_input = tracking.DataInput(dataset, prepared_digest(), str(PREPARED_DIR.resolve()), open_images("train"), read_labels("train"))
     with (
         tracking.training_run(dataset=dataset, run_name=f"{args.classifier}-{args.feature_set}", tags=run_tags, params=run_params, data=data_input) as run,
         failure_recorded(stage, args.classifier, args.feature_set, run, dataset),
     ):
-        configs = candidates(space, base, base_model, section.search, section.budget, params.seed)
+        if solver == "lbfgs":
+            configs = [(replace(lbfgs, reg_strength=strength), base_model) for strength in section.reg_strengths]
+        else:
+            configs = candidates(space, base, base_model, section.search, section.budget, params.seed)
         fitted = fit_and_score(data, configs, device, section.refit, params.engine)
         tracking.log_trials(fitted.trials)
         tracking.log_history(fitted.best.history)

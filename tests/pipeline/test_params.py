@@ -207,3 +207,17 @@ def test_a_feature_sets_settings_are_validated_like_the_section(tmp_path):
         load_params(write_params(tmp_path, mlp__overrides={"pixels": {"hidden_sizes": [[64], [32]]}}))
     with pytest.raises(ParamsError, match=r"unknown key\(s\) feature_sets in linear.overrides.bovw"):
         load_params(write_params(tmp_path, linear__overrides={"bovw": {"feature_sets": ["hog"]}}))
+
+
+def test_the_linear_solver_is_sgd_or_lbfgs_and_lbfgs_searches_only_reg_strengths(tmp_path):
+    with pytest.raises(ParamsError, match=r"linear.solver must be one of sgd, lbfgs"):
+        load_params(write_params(tmp_path, linear__solver="newton"))
+    with pytest.raises(ParamsError, match=r"linear.solver lbfgs minimizes the l2-penalized objective; set linear.regularization: l2"):
+        load_params(write_params(tmp_path, linear__solver="lbfgs", linear__regularization="l1"))
+    with pytest.raises(ParamsError, match=r"unknown key\(s\) solver"):
+        load_params(write_params(tmp_path, mlp__solver="lbfgs"))  # MLPs are not convex: they keep SGD
+    # three learning rates x four reg strengths is 12 SGD trials, but 4 L-BFGS ones: within budget 6
+    changes = {"linear__reg_strengths": [1e-1, 1e-2, 1e-3, 1e-4], "linear__budget": 6, "linear__overrides": {}}
+    with pytest.raises(ParamsError, match="search grid has 12 points"):
+        load_params(write_params(tmp_path, **changes))
+    assert load_params(write_params(tmp_path, linear__solver="lbfgs", **changes)).linear.solver == "lbfgs"

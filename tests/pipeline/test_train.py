@@ -12,7 +12,7 @@ from models.mlp import MLPConfig
 from models.training import TrainConfig
 from pipeline.artifacts import features_path, write_split
 from pipeline.io import write_json
-from pipeline.train import adds_mirrored_rows, fit_and_score, load_training_data, score, write_results
+from pipeline.train import adds_mirrored_rows, chosen_settings, fit_and_score, load_training_data, score, write_results
 
 
 def test_mirrored_rows_are_added_only_when_flips_are_asked_for_and_extracted(capsys):
@@ -117,3 +117,39 @@ def test_the_training_stage_collects_young_objects_rarely_and_importing_it_chang
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
     assert result.stdout.split() == ["True", "50000"], result.stderr
+
+
+def test_solver_lbfgs_searches_reg_strengths_on_a_warm_path_and_refits(feature_project):
+    from models.solvers import LBFGSConfig
+
+    data = load_training_data(["a", "b"], "a+b", "flip")
+    configs = [(LBFGSConfig(reg_strength=strength, max_iterations=20, record_every=5), MLPConfig(5, 3)) for strength in (1e-3, 1e-1)]
+    fitted = fit_and_score(data, configs, torch.device("cpu"), refit_chosen=True)
+    assert [trial.config.reg_strength for trial in fitted.trials] == [1e-1, 1e-3]
+    assert fitted.model is not fitted.best.model  # the refit on train + val
+    assert (fitted.test_predictions == data.test_labels.numpy()).mean() > 0.9
+    assert chosen_settings(fitted, is_mlp=False) == {
+        "solver": "lbfgs",
+        "learning_rate": "not applicable (lbfgs)",
+        "reg_strength": fitted.best.config.reg_strength,
+        "iterations": fitted.best.best_epoch,
+    }
+
+
+def test_the_train_stage_runs_with_solver_lbfgs_on_flipped_pixels(tmp_path):
+    """`dvc repro` of one linear stage on raw pixels with solver: lbfgs: metrics, curve and choice written."""
+    import yaml
+
+    from tests.pipeline.conftest import ROOT, TINY, deep_update, make_project, run
+
+    params = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
+    deep_update(params, {"linear": {"solver": "lbfgs", "max_iterations": 20, "classifiers": ["softmax"], "feature_sets": ["pixels"], "augment": "flip"}})
+    params["linear"]["overrides"] = {}
+    _, env = make_project(tmp_path / "project", params)
+    run(["dvc", "repro", "train@softmax-pixels"], tmp_path / "project", env)
+    out = tmp_path / "project/results/train/softmax-pixels"
+    metrics, chosen = json.loads((out / "metrics.json").read_text()), json.loads((out / "chosen.json").read_text())
+    assert 0 <= metrics["test_accuracy"] <= 1 and metrics["n_trials"] == 2
+    assert chosen["solver"] == "lbfgs" and chosen["learning_rate"] == "not applicable (lbfgs)" and chosen["reg_strength"] in (0.0001, 0.001)
+    curve = (out / "learning_curve.csv").read_text().splitlines()
+    assert curve[0] == "epoch,train_loss,train_accuracy,val_accuracy" and 1 < len(curve) <= 5  # a record every 5 iterations, 20 at most
