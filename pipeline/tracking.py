@@ -212,7 +212,7 @@ def connect(dataset: str):
     own_store = not os.environ.get("MLFLOW_TRACKING_URI")
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
-    with writable_store(uri):  # its tag writes are the stage's first: a read-only store stops it here
+    with writable_store(uri):  # creating the store or updating tags may be the first write
         create_store_once(uri)
         return ensure_experiment(experiment_name(dataset), (project_root() / "mlruns").as_uri() if own_store else None)
 
@@ -446,7 +446,8 @@ def training_run(*, dataset: str, run_name: str, tags: dict, params: dict, data:
     import mlflow
 
     experiment = connect(dataset)
-    parent_id = group_parent(experiment.experiment_id, dataset, data)
+    with writable_store(tracking_uri()):  # with the experiment's tags current, the parent run is the stage's first write
+        parent_id = group_parent(experiment.experiment_id, dataset, data)
     all_tags = {
         **group_tags(dataset),
         **tags,
@@ -611,7 +612,8 @@ def log_report(dataset: str, files: list[Path]) -> str:
     import mlflow
 
     experiment = connect(dataset)
-    parent_id = group_parent(experiment.experiment_id, dataset)
+    with writable_store(tracking_uri()):  # the report's first write, as for a stage
+        parent_id = group_parent(experiment.experiment_id, dataset)
     client = mlflow.MlflowClient()
     for path in files:
         client.log_artifact(parent_id, str(path), "report")
