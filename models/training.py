@@ -339,12 +339,3 @@ def fit_channel_standardization(batches: Iterable[np.ndarray], image_shape: tupl
     positions = image_shape[0] * image_shape[1]
     return np.tile(mean, positions), np.tile(scale, positions)
 
-
-def standardization(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`fit_standardization` over an in-memory (n, d) array or a memmap, read a batch at a time."""
-    return fit_standardization(row_batches(train))
-
-
-def channel_standardization(train: np.ndarray, image_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """`fit_channel_standardization` over an in-memory (n, H * W * C) array or a memmap."""
-    return fit_channel_standardization(row_batches(train), image_shape)

@@ -11,7 +11,6 @@ from models.training import (
     TrainConfig,
     TrainingFailed,
     best_epoch,
-    channel_standardization,
     choose_device,
     evaluate,
     fit_channel_standardization,
@@ -19,7 +18,6 @@ from models.training import (
     nesterov_step,
     row_batches,
     sgd_momentum_step,
-    standardization,
     train,
 )
 
@@ -115,7 +113,7 @@ def test_divergence_is_reported_not_hidden():
 
 def test_standardization_uses_train_statistics_and_survives_constant_columns():
     train_features = np.array([[1.0, 5.0], [3.0, 5.0]], np.float32)
-    mean, std = standardization(train_features)
+    mean, std = fit_standardization(row_batches(train_features))
     np.testing.assert_allclose(mean, [2.0, 5.0])
     assert np.isfinite((train_features - mean) / std).all()
 
@@ -143,7 +141,7 @@ def test_standardization_equals_scikit_learn_standard_scaler():
     features = (generator.normal(0, 1, (300, 6)) * [1, 10, 1e-3, 100, 0.5, 2] + [0, 5, 1, -50, 3, 1e3]).astype(np.float32)
     features[:, 4] = 3.0
     scaler = StandardScaler().fit(features)
-    mean, scale = standardization(features)
+    mean, scale = fit_standardization(row_batches(features))
     np.testing.assert_allclose(mean, scaler.mean_, rtol=1e-6)
     np.testing.assert_allclose(scale, scaler.scale_, rtol=1e-5)
 
@@ -232,7 +230,7 @@ def test_batchnorm_adds_a_normalization_layer_per_hidden_layer():
 
 def test_channel_standardization_is_the_same_at_every_pixel():
     images = np.random.default_rng(0).uniform(0, 1, (20, 4, 4, 3)).astype(np.float32)
-    mean, std = channel_standardization(images.reshape(20, -1), (4, 4, 3))
+    mean, std = fit_channel_standardization(row_batches(images.reshape(20, -1)), (4, 4, 3))
     assert mean.shape == (48,)
     np.testing.assert_allclose(mean.reshape(16, 3), np.broadcast_to(images.reshape(-1, 3).mean(0), (16, 3)), rtol=1e-5)
     np.testing.assert_allclose(std.reshape(16, 3)[0], images.reshape(-1, 3).std(0), rtol=1e-4)
