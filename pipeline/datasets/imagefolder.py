@@ -15,6 +15,7 @@ import numbers
 import os
 import stat
 import tarfile
+import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from pipeline.datasets import DataError, ImageSet, RawDataset
+from pipeline.datasets import DataError, RawDataset, StreamedImages
 from pipeline.datasets.archives import (
     ARCHIVE_SUFFIXES,
     TAR_READ_ERRORS,
@@ -79,12 +80,15 @@ def load_imagefolder(
     (over MAX_IMAGE_FILE_BYTES, or pipes, sockets, devices): "error" raises one
     DataError naming every such file; "skip" leaves them out and lists them in RawDataset.skipped.
     Grayscale, RGBA, palette, 16-bit and CMYK images are not bad: they are converted to RGB.
-    seed, cache_dir : accepted so that every data source takes the same arguments; an image folder
-    needs neither (the order comes from the paths, and archives are read in place, never extracted).
+    cache_dir : where the decoded images wait (or its nearest existing parent), in one unnamed temporary
+    file (deleted when the last split is dropped), for the order of the paths: archives are read in their stored order, never
+    extracted, and only file names and row numbers stay in memory; None: the system's temporary folder.
+    The splits come back as StreamedImages, read from that file a batch at a time.
+    seed : accepted so that every data source takes the same arguments (the order comes from the paths).
     checksum : sha256 of the archive file, or for a directory a sha256 over the sorted
     (relative path, file sha256) pairs of the images read.
     """
-    del seed, cache_dir  # see the docstring
+    del seed  # see the docstring
     if on_bad_image not in ON_BAD_IMAGE:
         raise DataError(f"data.on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}; got {on_bad_image!r}")
     if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 1:
@@ -104,7 +108,8 @@ def load_imagefolder(
             f"{path}: unsupported archive type; give a directory or one of {', '.join(ARCHIVE_SUFFIXES)}"
         )
 
-    decoded: dict[Parts, np.ndarray] = {}
+    staged = StagedImages((image_size, image_size, 3), cache_dir)
+    rows: dict[Parts, int] = {}
     folders: set[Parts] = set()
     file_sha256: dict[Parts, str] = {}
     bad: list[dict] = []
@@ -120,15 +125,15 @@ def load_imagefolder(
             if isinstance(image, Unreadable):
                 bad.append({"path": "/".join(parts), "reason": image.reason})
                 continue
-            decoded[parts] = image
+            rows[parts] = staged.append(image)
             if is_directory:
                 file_sha256[parts] = hashlib.sha256(data).hexdigest()
     if bad and on_bad_image == "error":
         raise DataError(_bad_images_message(path, bad))
 
-    splits = _layout(decoded.keys(), folders, path)
+    splits = _layout(rows.keys(), folders, path)
     class_names = sorted(splits["train"])
-    image_sets = {split: _image_set(classes, class_names, decoded) for split, classes in splits.items()}
+    image_sets = {split: _image_set(classes, class_names, rows, staged) for split, classes in splits.items()}
     return RawDataset(
         class_names=class_names,
         train=image_sets["train"],
@@ -404,12 +409,63 @@ def _layout(image_paths, folders: set[Parts], path: Path) -> dict[str, dict[str,
     return splits
 
 
-def _image_set(classes: dict[str, list[Parts]], class_names: list[str], decoded: dict[Parts, np.ndarray]) -> ImageSet:
+class StagedImages:
+    """Decoded images appended to an unnamed temporary file, and read back by row number a batch at a time.
+
+    An archive is read in its stored order, but the splits are ordered by path: the rows wait here, on
+    disk, so that a folder of half a million photos costs its file names in memory, not its pixels. Each
+    read maps the file only for its duration (see pipeline/artifacts.py: a long-lived mapping would keep
+    every page it touched in the resident set).
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], directory: str | os.PathLike | None = None):
+        self.image_shape = tuple(image_shape)
+        self.file = tempfile.TemporaryFile(prefix="featurebench-decoded-", dir=_existing_folder(directory))
+        self.count = 0
+
+    def append(self, image: np.ndarray) -> int:
+        """Store one (H, W, 3) uint8 image; its row number."""
+        self.file.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+        self.count += 1
+        return self.count - 1
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """The images at these row numbers, in this order, as one (len(index), H, W, 3) array."""
+        index = np.asarray(index, dtype=np.int64)
+        if len(index) == 0:
+            return np.zeros((0, *self.image_shape), np.uint8)
+        self.file.flush()
+        mapped = np.memmap(self.file, dtype=np.uint8, mode="r", shape=(self.count, *self.image_shape))
+        try:
+            return np.array(mapped[index])
+        finally:
+            del mapped
+
+    def batch_rows(self) -> int:
+        """Rows per read: about 32 MB whatever the image size, at least one image."""
+        return max(1, (32 << 20) // int(np.prod(self.image_shape)))
+
+
+def _existing_folder(directory: str | os.PathLike | None) -> Path | None:
+    """directory, or its nearest existing parent: the file lands on the project's disk (a system /tmp may
+    be a small RAM disk), and a stage that fails leaves no folder behind."""
+    if directory is None:
+        return None
+    return next((folder for folder in (Path(directory), *Path(directory).absolute().parents) if folder.is_dir()), None)
+
+
+def _image_set(classes: dict[str, list[Parts]], class_names: list[str], rows: dict[Parts, int], staged: StagedImages) -> StreamedImages:
+    """A split ordered by path, its images read from `staged` when prepare asks for them."""
     ordered = sorted((parts, class_names.index(name)) for name, paths in classes.items() for parts in paths)
-    return ImageSet(
-        images=np.stack([decoded[parts] for parts, _ in ordered]),
-        labels=np.array([label for _, label in ordered], dtype=np.int64),
-    )
+    order = np.array([rows[parts] for parts, _ in ordered], dtype=np.int64)
+    step = staged.batch_rows()
+
+    def batches():
+        for start in range(0, len(order), step):
+            yield staged.rows(order[start : start + step])
+
+    labels = np.array([label for _, label in ordered], dtype=np.int64)
+    return StreamedImages(labels, staged.image_shape, batches)
 
 
 def _directory_checksum(file_sha256: dict[Parts, str]) -> str:

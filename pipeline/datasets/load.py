@@ -34,7 +34,7 @@ def load_raw(data, seed: int) -> RawDataset:
     if data.name == "imagefolder":
         from pipeline.datasets.imagefolder import load_imagefolder
 
-        return load_imagefolder(data.path, image_size=data.image_size, seed=seed, on_bad_image=data.on_bad_image)
+        return load_imagefolder(data.path, image_size=data.image_size, seed=seed, cache_dir=data.raw_dir, on_bad_image=data.on_bad_image)
     raise DataError(f"data.name must be shapes, cifar10 or imagefolder; got {data.name!r}")
 
 

@@ -1,6 +1,7 @@
 import hashlib
 import io
 import tarfile
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from PIL import Image
 
 from tests.cifar_sample import needs_shared_cifar10, write_sample_archive
 from pipeline.datasets import DataError
-from pipeline.datasets.imagefolder import load_imagefolder
+from pipeline.datasets.imagefolder import StagedImages, load_imagefolder
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -77,8 +78,8 @@ def test_flat_directory_gives_sorted_classes_and_no_test_split(tmp_path):
 
     assert dataset.class_names == ["bird", "cat", "dog"]
     assert dataset.test is None
-    assert dataset.train.images.shape == (6, 32, 32, 3)
-    assert dataset.train.images.dtype == np.uint8
+    assert dataset.train.materialize().images.shape == (6, 32, 32, 3)
+    assert dataset.train.materialize().images.dtype == np.uint8
     assert dataset.train.labels.tolist() == [0, 0, 1, 1, 2, 2]
     assert dataset.source == f"imagefolder:{tmp_path / 'data'}"
 
@@ -91,7 +92,7 @@ def test_split_directory_gives_train_and_test(tmp_path):
     assert dataset.class_names == ["cat", "dog"]
     assert dataset.train.labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert dataset.test.labels.tolist() == [0, 0, 1, 1]
-    assert dataset.test.images.shape == (4, 32, 32, 3)
+    assert dataset.test.materialize().images.shape == (4, 32, 32, 3)
 
 
 def test_train_folder_alone_gives_no_test_split(tmp_path):
@@ -112,7 +113,7 @@ def test_one_wrapping_folder_is_looked_through(tmp_path, make):
     wrapped = load_imagefolder(tmp_path / "wrapped", progress=False)
 
     assert wrapped.class_names == plain.class_names
-    np.testing.assert_array_equal(wrapped.train.images, plain.train.images)
+    np.testing.assert_array_equal(wrapped.train.materialize().images, plain.train.materialize().images)
     assert (wrapped.test is None) == (plain.test is None)
 
 
@@ -123,8 +124,8 @@ def test_every_image_mode_and_size_reads_as_its_rgb_colour(tmp_path):
 
     dataset = load_imagefolder(tmp_path / "data", image_size=16, progress=False)
 
-    assert dataset.train.images.shape == (len(MIXED_IMAGES) + 1, 16, 16, 3)
-    for image, (name, (_, _, rgb, tolerance)) in zip(dataset.train.images, MIXED_IMAGES.items()):
+    assert dataset.train.materialize().images.shape == (len(MIXED_IMAGES) + 1, 16, 16, 3)
+    for image, (name, (_, _, rgb, tolerance)) in zip(dataset.train.materialize().images, MIXED_IMAGES.items()):
         difference = np.abs(image.astype(int) - np.array(rgb)).max()
         assert difference <= tolerance, name
 
@@ -136,7 +137,7 @@ def test_image_already_at_size_is_kept_pixel_for_pixel(tmp_path):
 
     dataset = load_imagefolder(tmp_path / "data", progress=False)
 
-    np.testing.assert_array_equal(dataset.train.images[0], pixels)
+    np.testing.assert_array_equal(dataset.train.materialize().images[0], pixels)
 
 
 def test_whole_image_is_squashed_to_a_square_not_cropped(tmp_path):
@@ -146,7 +147,7 @@ def test_whole_image_is_squashed_to_a_square_not_cropped(tmp_path):
     save(tmp_path / "data" / "a_wide" / "a.png", Image.fromarray(pixels))
     save(tmp_path / "data" / "b_other" / "b.png", Image.new("RGB", (4, 4)))
 
-    image = load_imagefolder(tmp_path / "data", image_size=8, progress=False).train.images[0]
+    image = load_imagefolder(tmp_path / "data", image_size=8, progress=False).train.materialize().images[0]
 
     assert (image[:, 0] == (255, 0, 0)).all()
     assert (image[:, 3:] == (0, 0, 255)).all()
@@ -165,7 +166,7 @@ def test_archive_reads_the_same_as_the_directory(tmp_path, suffix):
     from_archive = load_imagefolder(archive, progress=False)
 
     assert from_archive.class_names == from_folder.class_names
-    np.testing.assert_array_equal(from_archive.train.images, from_folder.train.images)
+    np.testing.assert_array_equal(from_archive.train.materialize().images, from_folder.train.materialize().images)
     np.testing.assert_array_equal(from_archive.test.labels, from_folder.test.labels)
     assert from_archive.checksum == hashlib.sha256(archive.read_bytes()).hexdigest()
 
@@ -175,7 +176,7 @@ def test_archive_member_order_does_not_change_the_result(tmp_path):
     forward = load_imagefolder(tar_folder(tmp_path / "data", tmp_path / "forward.tar"), progress=False)
     backward = load_imagefolder(tar_folder(tmp_path / "data", tmp_path / "backward.tar", reverse=True), progress=False)
 
-    np.testing.assert_array_equal(forward.train.images, backward.train.images)
+    np.testing.assert_array_equal(forward.train.materialize().images, backward.train.materialize().images)
     np.testing.assert_array_equal(forward.train.labels, backward.train.labels)
 
 
@@ -184,7 +185,7 @@ def test_images_are_ordered_by_path(tmp_path):
         save(tmp_path / "data" / "cat" / name, Image.new("L", (4, 4), value))
     save(tmp_path / "data" / "dog" / "z.png", Image.new("L", (4, 4), 9))
 
-    images = load_imagefolder(tmp_path / "data", progress=False).train.images
+    images = load_imagefolder(tmp_path / "data", progress=False).train.materialize().images
 
     assert images[:, 0, 0, 0].tolist() == [1, 2, 3, 9]
 
@@ -195,7 +196,7 @@ def test_two_loads_are_byte_identical(tmp_path):
     first = load_imagefolder(tmp_path / "data", progress=False)
     second = load_imagefolder(tmp_path / "data", progress=False)
 
-    assert first.train.images.tobytes() == second.train.images.tobytes()
+    assert first.train.materialize().images.tobytes() == second.train.materialize().images.tobytes()
     assert first.test.labels.tobytes() == second.test.labels.tobytes()
     assert first.checksum == second.checksum
 
@@ -226,8 +227,8 @@ def test_hidden_files_and_macos_metadata_are_skipped(tmp_path):
     from_zip = load_imagefolder(zip_folder(folder, tmp_path / "data.zip"), progress=False)
 
     assert from_folder.class_names == from_zip.class_names == ["cat", "dog"]
-    np.testing.assert_array_equal(from_folder.train.images, clean.train.images)
-    np.testing.assert_array_equal(from_zip.train.images, clean.train.images)
+    np.testing.assert_array_equal(from_folder.train.materialize().images, clean.train.materialize().images)
+    np.testing.assert_array_equal(from_zip.train.materialize().images, clean.train.materialize().images)
     assert from_folder.checksum == clean.checksum
 
 
@@ -346,7 +347,7 @@ def test_sample_of_real_cifar_jpeg_archive_loads_ten_classes(tmp_path):
     dataset = load_imagefolder(sample, progress=False)
 
     assert dataset.class_names == CIFAR10_CLASSES
-    for image_set in (dataset.train, dataset.test):
+    for image_set in (dataset.train.materialize(), dataset.test.materialize()):
         assert image_set.images.shape == (10 * per_class, 32, 32, 3)
         assert image_set.images.dtype == np.uint8
         assert np.bincount(image_set.labels).tolist() == [per_class] * 10
@@ -387,7 +388,7 @@ def test_skip_leaves_bad_files_out_and_lists_them(tmp_path):
 
     dataset = load_imagefolder(folder, progress=False, on_bad_image="skip")
 
-    np.testing.assert_array_equal(dataset.train.images, clean.train.images)
+    np.testing.assert_array_equal(dataset.train.materialize().images, clean.train.materialize().images)
     assert [item["path"] for item in dataset.skipped] == ["cat/notes.txt", "dog/broken.png"]
     assert all(item["reason"] for item in dataset.skipped)
     assert clean.skipped == []
@@ -426,4 +427,43 @@ def test_a_big_jpeg_decoded_at_reduced_scale_matches_a_full_decode_within_roundi
     with Image.open(tmp_path / "data" / "cat" / "photo.jpg") as full:
         assert full.size == (1200, 1600)
         expected = np.asarray(full.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR), dtype=int)
-    assert np.abs(dataset.train.images[0].astype(int) - expected).max() <= 2
+    assert np.abs(dataset.train.materialize().images[0].astype(int) - expected).max() <= 2
+
+
+def test_staged_images_come_back_by_row_number_in_any_order(tmp_path):
+    staged = StagedImages((2, 3, 3), tmp_path)
+    images = [np.full((2, 3, 3), value, np.uint8) for value in (10, 20, 30, 40)]
+    assert [staged.append(image) for image in images] == [0, 1, 2, 3]
+    np.testing.assert_array_equal(staged.rows([3, 0, 2]), np.stack([images[3], images[0], images[2]]))
+    assert staged.rows([]).shape == (0, 2, 3, 3)
+    assert list(tmp_path.iterdir()) == []  # the file has no name: nothing is left behind, even on a crash
+
+
+def test_a_split_larger_than_one_read_keeps_path_order_across_reads(tmp_path, monkeypatch):
+    monkeypatch.setattr(StagedImages, "batch_rows", lambda self: 2)
+    make_flat_folder(tmp_path / "data", classes=("b", "a", "c"), per_class=3)
+    archive = tar_folder(tmp_path / "data", tmp_path / "backward.tar", reverse=True)  # stored in reverse path order
+    dataset = load_imagefolder(archive, progress=False)
+    batches = list(dataset.train.batches())
+    assert [len(batch) for batch in batches] == [2, 2, 2, 2, 1]
+    expected = load_imagefolder(tmp_path / "data", progress=False).train.materialize().images
+    np.testing.assert_array_equal(np.concatenate(batches), expected)
+    # a (label, index) colour per image: class a first, images 0, 1, 2 within it
+    assert [tuple(image[0, 0, :2]) for image in expected[:3]] == [(100, 0), (100, 10), (100, 20)]
+
+
+def test_decoded_pixels_wait_on_disk_not_in_memory(tmp_path):
+    """600 images decoded to 96x96 are 16.6 MB; loading them must hold file names, not pixels."""
+    for label in ("cat", "dog"):
+        for index in range(300):
+            save(tmp_path / "data" / label / f"{index:03d}.png", Image.new("RGB", (4, 4), (index % 256, 0, 0)))
+    tracemalloc.start()
+    try:
+        dataset = load_imagefolder(tmp_path / "data", image_size=96, progress=False, cache_dir=tmp_path / "cache")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(dataset.train) == 600
+    assert peak < 4 << 20, f"{peak / 1e6:.1f} MB allocated while loading"
+    first = next(dataset.train.batches())
+    assert first.shape[1:] == (96, 96, 3) and first[5, 0, 0, 0] == 5

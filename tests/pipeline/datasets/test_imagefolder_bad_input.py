@@ -139,7 +139,7 @@ def test_a_phone_sized_jpeg_reads_and_a_50000_pixel_square_one_is_refused_by_nam
     folder = make_flat_folder(tmp_path / "data")
     save(folder / "cat" / "phone.jpg", Image.new("RGB", (3024, 3024), (20, 160, 220)), "JPEG")
     dataset = load_imagefolder(folder, progress=False)
-    phone = dataset.train.images[dataset.train.labels == 0][-1]  # cat/phone.jpg sorts after cat/2.png
+    phone = dataset.train.materialize().images[dataset.train.labels == 0][-1]  # cat/phone.jpg sorts after cat/2.png
     np.testing.assert_allclose(phone.reshape(-1, 3).mean(0), (20, 160, 220), atol=3)
 
     (folder / "dog" / "bomb.jpg").write_bytes(jpeg_claiming(50000, 50000))
@@ -220,4 +220,4 @@ def test_zip_and_tar_of_the_same_folder_still_read_alike(tmp_path):
     folder = make_flat_folder(tmp_path / "data")
     from_zip = load_imagefolder(zip_folder(folder, tmp_path / "data.zip"), progress=False)
     from_tar = load_imagefolder(tar_folder(folder, tmp_path / "data.tar"), progress=False)
-    np.testing.assert_array_equal(from_zip.train.images, from_tar.train.images)
+    np.testing.assert_array_equal(from_zip.train.materialize().images, from_tar.train.materialize().images)
