@@ -171,9 +171,15 @@ class TrainingParams(_Section):
     search: Choice(_search_methods) = "grid"
     budget: Count(1, " (trials)") = 12
     refit: Flag = True
+    # the initial weights and minibatch order only; None: the top-level seed, which also draws the data and splits
+    seed: Annotated[int | None, Field(ge=0), Says("an integer >= 0, or null for the top-level seed")] = None
     feature_sets: Annotated[list[str], Says("a list of feature sets: extractor names or '+'-joined combinations")] = []
     # {feature set: {setting: value}}, e.g. more epochs for bovw; checked by Params, which knows the extractors
     overrides: Annotated[dict[str, Any], Says("a mapping of feature sets to the settings they change")] = {}
+
+    def training_seed(self, top_level_seed: int) -> int:
+        """The seed of the weights and minibatch order: this section's, else the top-level one."""
+        return top_level_seed if self.seed is None else self.seed
 
     @property
     def epoch_options(self) -> list[int]:

@@ -353,7 +353,7 @@ def main() -> None:
         lr_schedule=section.lr_schedule,
         patience=section.patience,
         precision="fp32",  # resolved below, once the device is known
-        seed=params.seed,
+        seed=section.training_seed(params.seed),
     )
     space = SearchSpace(
         learning_rates=list(section.learning_rates),
@@ -377,7 +377,7 @@ def main() -> None:
     }
     solver = "sgd" if is_mlp else section.solver
     if solver == "lbfgs":
-        lbfgs = LBFGSConfig(loss=base.loss, regularization=section.regularization, max_iterations=section.max_iterations, seed=params.seed)
+        lbfgs = LBFGSConfig(loss=base.loss, regularization=section.regularization, max_iterations=section.max_iterations, seed=section.training_seed(params.seed))
         run_params["search"].update(learning_rates=LEARNING_RATE_NOT_APPLICABLE, epochs="not applicable (lbfgs: max_iterations)")
         run_params["train"] = {k: v for k, v in asdict(lbfgs).items() if k != "reg_strength"}
     dataset = data.meta["dataset"]
@@ -389,7 +389,7 @@ def main() -> None:
         if solver == "lbfgs":
             configs = [(replace(lbfgs, reg_strength=strength), base_model) for strength in section.reg_strengths]
         else:
-            configs = candidates(space, base, base_model, section.search, section.budget, params.seed)
+            configs = candidates(space, base, base_model, section.search, section.budget, section.training_seed(params.seed))
         fitted = fit_and_score(data, configs, device, section.refit, params.engine)
         tracking.log_trials(fitted.trials)
         tracking.log_history(fitted.best.history)

@@ -116,12 +116,12 @@ _register(Study(
     extractors=("pixels",),
     settings=PIXEL_SETTINGS,
     points=tuple(
-        Point(f"{model}-seed{seed}", {"seed": seed}, (SOFTMAX_PIXELS if model == "softmax" else MLP_PIXELS,))
-        for model in ("softmax", "mlp") for seed in SEEDS
+        Point(f"{model}-seed{seed}", {f"{section}.seed": seed}, (stage,))
+        for model, section, stage in (("softmax", "linear", SOFTMAX_PIXELS), ("mlp", "mlp", MLP_PIXELS)) for seed in SEEDS
     ),
     toy=True, seconds_per_point=35, toy_seconds=30,
-    notes="`seed` also draws the shapes images and the splits, so the DVC points' spread includes the data's; "
-    "the in-process runs hold the data fixed and vary only the initial weights and batch order.",
+    notes="Each point sets its section's `seed` (linear.seed, mlp.seed): the initial weights and the minibatch order, "
+    "on the same images and splits (the top-level `seed` would draw other shapes images too).",
 ))
 
 _register(Study(

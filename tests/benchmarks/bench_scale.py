@@ -8,6 +8,13 @@ setting, no refit) and runs every stage module (`python -m pipeline.prepare`, `e
 `/usr/bin/time -f %M`, printing each stage's peak resident memory and images per second. The MLflow
 store is a SQLite file in the project folder; the folders are left under --work for inspection.
 
+    python tests/benchmarks/bench_scale.py --dvc --sizes 20000 200000
+runs the same params as one `dvc repro` of the whole pipeline (prepare, extract pixels and hog, the two
+softmax stages, the MLP, compare) in a new git + DVC repository per size, under `/usr/bin/time -f %M`,
+whose figure is the largest process of the tree (wait4's maximum over the waited-for descendants):
+issue #14's measure. Mirrored rows are not extracted there (extract.mirror: false): they double the time
+and change no stage's memory.
+
     python tests/benchmarks/bench_scale.py --layout 200000
 times the two on-disk layouts the data layer could use for N 32x32 images: one `.npy` per split
 written through open_memmap (what pipeline/artifacts.py does) against 10k-image `.npy` shards, for a
@@ -118,6 +125,44 @@ def bench_size(n_train: int, work: Path) -> list[dict]:
     return rows
 
 
+PROJECT_FILES = ["pipeline", "features", "models", "experiments", "dvc.yaml", "pyproject.toml"]
+
+
+def bench_dvc(n_train: int, work: Path) -> dict:
+    """One `dvc repro` of the pipeline on n_train shapes images: the largest process's peak RSS and the wall time."""
+    project = work / f"dvc-shapes-{n_train}"
+    shutil.rmtree(project, ignore_errors=True)
+    project.mkdir(parents=True)
+    for name in PROJECT_FILES:
+        source = REPOSITORY / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, project / name)
+    params = project_params(n_train)
+    params["extract"]["mirror"] = False
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
+           "TQDM_DISABLE": "1", "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        subprocess.run(command, cwd=project, env=env, check=True)
+    shutil.copytree(REPOSITORY / ".dvc/plots", project / ".dvc/plots")
+    subprocess.run(["git", "add", "-A"], cwd=project, env=env, check=True)
+    subprocess.run(["git", "-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "scale"], cwd=project, env=env, check=True)
+    report = project / "time.txt"
+    start = time.perf_counter()
+    result = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(report), "dvc", "repro"], cwd=project, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"dvc repro failed at {n_train}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+    n_images = n_train + max(n_train // 5, 10)
+    row = {"n_train": n_train, "stage": "dvc repro", "peak_rss_mb": int(report.read_text().split()[-1]) // 1024,
+           "seconds": round(seconds, 1), "images_per_second": round(n_images / seconds)}
+    print(f"{n_train:>8} dvc repro (all stages) {row['peak_rss_mb']:>6} MB largest process {seconds:>8.1f} s "
+          f"{row['images_per_second']:>7} images/s of the data set", flush=True)
+    return row
+
+
 def bench_layout(n_images: int, shard_size: int = 10000, steps: int = 200, batch: int = 256) -> None:
     """One .npy per split vs shards: write, sequential read, random minibatch read (seconds)."""
     from pipeline.artifacts import MappedRows, NpyWriter
@@ -168,13 +213,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20000, 100000, 200000], help="data.shapes.n_train values")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "featurebench-scale")
     parser.add_argument("--layout", type=int, default=None, help="time the two layouts on this many images instead")
+    parser.add_argument("--dvc", action="store_true", help="one `dvc repro` per size instead of each stage module")
     args = parser.parse_args()
     if args.layout:
         bench_layout(args.layout)
         return
     rows = []
     for n_train in args.sizes:
-        rows += bench_size(n_train, args.work)
+        rows += [bench_dvc(n_train, args.work)] if args.dvc else bench_size(n_train, args.work)
     peaks = {}
     for row in rows:
         peaks.setdefault(row["stage"], []).append(row["peak_rss_mb"])

@@ -204,7 +204,7 @@ def test_a_feature_sets_settings_are_validated_like_the_section(tmp_path):
     pixels = params.mlp.for_feature_set("pixels")
     assert pixels.hidden_size_options == [[64], [32]] and pixels.budget == 4 and pixels.overrides == {}
     with pytest.raises(ParamsError, match=r"^mlp.overrides.pixels: the search grid has 4 points but mlp.overrides.pixels.budget is 2; raise"):
-        load_params(write_params(tmp_path, mlp__overrides={"pixels": {"hidden_sizes": [[64], [32]]}}))
+        load_params(write_params(tmp_path, mlp__overrides={"pixels": {"hidden_sizes": [[64], [32]], "reg_strengths": [1e-5, 1e-4]}}))
     with pytest.raises(ParamsError, match=r"unknown key\(s\) feature_sets in linear.overrides.bovw"):
         load_params(write_params(tmp_path, linear__overrides={"bovw": {"feature_sets": ["hog"]}}))
 
@@ -221,3 +221,12 @@ def test_the_linear_solver_is_sgd_or_lbfgs_and_lbfgs_searches_only_reg_strengths
     with pytest.raises(ParamsError, match="search grid has 12 points"):
         load_params(write_params(tmp_path, **changes))
     assert load_params(write_params(tmp_path, linear__solver="lbfgs", **changes)).linear.solver == "lbfgs"
+
+
+def test_a_sections_seed_sets_the_training_seed_and_null_keeps_the_top_level_one(tmp_path):
+    params = load_params(write_params(tmp_path, seed=7, mlp__seed=3))
+    assert params.mlp.training_seed(params.seed) == 3
+    assert params.mlp.for_feature_set("pixels").training_seed(params.seed) == 3
+    assert params.linear.seed is None and params.linear.training_seed(params.seed) == 7
+    with pytest.raises(ParamsError, match="linear.seed"):
+        load_params(write_params(tmp_path, linear__seed=-1))
