@@ -45,6 +45,7 @@ from pipeline.artifacts import (
     extract_seconds,
     feature_previews,
     has_mirrored_rows,
+    hold_rows,
     mirrored,
     open_feature_set,
     open_images,
@@ -156,6 +157,8 @@ def load_training_data(members: list[str], feature_set: str, augment: str) -> Tr
 
     def standardized(parts: list) -> StandardizedRows:
         return StandardizedRows(parts[0] if len(parts) == 1 else AppendedRows(parts), mean, scale)
+
+    hold_rows(train_parts + val_parts)  # read every step (train) or epoch (val): from memory, up to the budget
 
     return TrainingData(
         meta=meta,

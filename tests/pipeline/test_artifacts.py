@@ -11,9 +11,12 @@ from pipeline.artifacts import (
     MappedRows,
     NpyWriter,
     StandardizedRows,
+    hold_rows,
     image_batches,
     images_path,
     read_all,
+    release_rows,
+    row_cache_budget,
     write_split,
 )
 from pipeline.datasets.shapes import make_shapes
@@ -101,3 +104,35 @@ def test_a_read_leaves_no_mapping_behind(tmp_path):
     mapped.rows([5, 900, 3])
     mapped.slice(0, 1000)
     assert not any(str(tmp_path / "x.npy") == region.path for region in psutil.Process().memory_maps())
+
+
+@pytest.fixture
+def no_held_rows():
+    release_rows()
+    yield
+    release_rows()
+
+
+def test_held_rows_read_the_same_values_whole_or_in_part(tmp_path, no_held_rows):
+    values = np.random.default_rng(0).normal(size=(500, 9)).astype(np.float32)
+    train = write_rows(tmp_path / "train.npy", values, 64)
+    mirrored = write_rows(tmp_path / "mirrored.npy", values[::-1].copy(), 64)
+    source = StandardizedRows(AppendedRows([ColumnConcatenation([train]), ColumnConcatenation([mirrored])]), values.mean(0), values.std(0))
+    indices = np.random.default_rng(1).permutation(1000)[:300]
+    from_disk = source.rows(indices)
+    held = hold_rows([source], budget=700 * 9 * 4)  # all of train, 200 rows of the mirrored file
+    assert held == 700 * 9 * 4
+    np.testing.assert_array_equal(source.rows(indices), from_disk)
+    np.testing.assert_array_equal(mirrored.slice(150, 250), values[::-1][150:250])
+    np.testing.assert_array_equal(mirrored.rows(np.arange(190, 210)), values[::-1][190:210])
+    assert hold_rows([MappedRows(tmp_path / "train.npy")], budget=10**9) == 700 * 9 * 4  # a path is held once, not again
+
+
+def test_the_row_budget_comes_from_the_environment_and_zero_holds_nothing(tmp_path, no_held_rows, monkeypatch):
+    assert row_cache_budget() == 768 << 20
+    monkeypatch.setenv("FEATUREBENCH_ROW_CACHE_MB", "0")
+    mapped = write_rows(tmp_path / "x.npy", np.ones((100, 4), np.float32), 10)
+    assert hold_rows([mapped]) == 0
+    monkeypatch.setenv("FEATUREBENCH_ROW_CACHE_MB", "a lot")
+    with pytest.raises(ValueError, match="FEATUREBENCH_ROW_CACHE_MB must be a number of megabytes"):
+        row_cache_budget()
