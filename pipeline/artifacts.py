@@ -26,7 +26,7 @@ Speed: a minibatch of rows at random positions costs a page-cache lookup per 4 K
 an in-memory gather on this project's 2-core machine (3 ms against 0.2 ms for 256 HoG rows), which made
 a linear stage on CIFAR-10 three times slower than in memory. So training holds the leading rows of
 the files it reads every step in memory, up to a fixed budget (`hold_rows`, FEATUREBENCH_ROW_CACHE_MB,
-768 MB by default): small and mid-size data (CIFAR-10's HoG with its mirrored rows) train from memory,
+512 MB by default): small data trains from memory, CIFAR-10's HoG with its mirrored rows mostly,
 larger data keeps that much in memory and reads the rest from disk, and no process grows with the data set.
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ EXTRACT_METRICS_DIR = Path("results/extract")
 PREVIEW_NAME = "preview.png"  # an extractor's picture of what it sees, beside its features
 STATISTICS_CHUNK_ROWS = 4096  # rows per read for streaming statistics: fixed, so no setting changes the sums' rounding
 ROW_CACHE_VARIABLE = "FEATUREBENCH_ROW_CACHE_MB"
-DEFAULT_ROW_CACHE_MB = 768  # the largest stage process stays within 1.5x from 20k to 200k images (issue #14)
+DEFAULT_ROW_CACHE_MB = 512  # the largest stage process stays within 1.5x from 20k to 200k images (issue #14)
 
 
 # --- where things are ------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ _HELD_ROWS: dict[Path, np.ndarray] = {}
 
 
 def row_cache_budget() -> int:
-    """Bytes of rows `hold_rows` may keep: FEATUREBENCH_ROW_CACHE_MB (0 turns it off), else 768 MB."""
+    """Bytes of rows `hold_rows` may keep: FEATUREBENCH_ROW_CACHE_MB (0 turns it off), else 512 MB."""
     value = os.environ.get(ROW_CACHE_VARIABLE, "").strip()
     try:
         megabytes = float(value) if value else DEFAULT_ROW_CACHE_MB

@@ -129,7 +129,7 @@ def test_held_rows_read_the_same_values_whole_or_in_part(tmp_path, no_held_rows)
 
 
 def test_the_row_budget_comes_from_the_environment_and_zero_holds_nothing(tmp_path, no_held_rows, monkeypatch):
-    assert row_cache_budget() == 768 << 20
+    assert row_cache_budget() == 512 << 20
     monkeypatch.setenv("FEATUREBENCH_ROW_CACHE_MB", "0")
     mapped = write_rows(tmp_path / "x.npy", np.ones((100, 4), np.float32), 10)
     assert hold_rows([mapped]) == 0
