@@ -12,13 +12,9 @@ import subprocess
 import tempfile
 import urllib.parse
 
-import pytest
-
 from tests.pipeline.conftest import expected_runs
 from tests.required import missing
 
-# pytest-xdist (-n): every test of this group runs on one worker, so its shared project is built once
-pytestmark = pytest.mark.xdist_group("tiny_project")
 
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -9,8 +9,6 @@ import pytest
 
 from tests.pipeline.conftest import expected_runs, run, stage_runs
 
-# pytest-xdist (-n): every test of this group runs on one worker, so its shared project is built once
-pytestmark = pytest.mark.xdist_group("tiny_project")
 
 
 def test_every_stage_ran(tiny_project):

@@ -27,8 +27,6 @@ from models.training import TrainConfig
 from pipeline.engine import map_in_order
 from tests.pipeline.conftest import ROOT
 
-# pytest-xdist (-n): every test of this group runs on one worker, so its shared project is built once
-pytestmark = pytest.mark.xdist_group("tiny_project")
 
 RAY_PORT = 6390
 RAY_SECONDS = 240  # a command in the namespace is ended after this long, whatever it is doing

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-# pytest-xdist (-n): this module's tests share one module-scoped project, so they run on one worker
-pytestmark = pytest.mark.xdist_group("extractor_cli")
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATUREBENCH = [sys.executable, "-m", "pipeline.cli"]

@@ -12,8 +12,6 @@ from PIL import Image
 
 from pipeline.predict import UnreadableImage, read_image
 
-# pytest-xdist (-n): every test of this group runs on one worker, so its shared project is built once
-pytestmark = pytest.mark.xdist_group("tiny_project")
 
 
 def bad_files(folder) -> dict[str, str]:

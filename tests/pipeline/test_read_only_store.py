@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-# pytest-xdist (-n): this module's tests share one module-scoped project, so they run on one worker
-pytestmark = pytest.mark.xdist_group("read_only_store")
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {

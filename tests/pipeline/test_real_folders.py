@@ -13,8 +13,6 @@ from PIL import Image, ImageDraw
 
 from tests.pipeline.conftest import ROOT, deep_update, make_project, run, stage_runs
 
-# pytest-xdist (-n): this module's tests share one module-scoped project, so they run on one worker
-pytestmark = pytest.mark.xdist_group("real_folders")
 
 CLASSES = {"café": "ellipse", "cat&dog": "rectangle", "two words": "triangle"}  # unicode, punctuation, a space
 IMAGES_PER_CLASS = 30

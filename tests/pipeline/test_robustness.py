@@ -16,8 +16,6 @@ import yaml
 
 from tests.pipeline.conftest import ROOT, deep_update, make_project, run
 
-# pytest-xdist (-n): this module's tests share one module-scoped project, so they run on one worker
-pytestmark = pytest.mark.xdist_group("robustness")
 
 TINY = {
     "data": {"shapes": {"n_train": 300, "n_test": 100}},
