@@ -125,30 +125,16 @@ def bench_size(n_train: int, work: Path) -> list[dict]:
     return rows
 
 
-PROJECT_FILES = ["pipeline", "features", "models", "experiments", "dvc.yaml", "pyproject.toml"]
-
-
 def bench_dvc(n_train: int, work: Path) -> dict:
     """One `dvc repro` of the pipeline on n_train shapes images: the largest process's peak RSS and the wall time."""
+    from tests.pipeline.conftest import make_project  # the tests' own project set-up: git, DVC, plot templates
+
     project = work / f"dvc-shapes-{n_train}"
     shutil.rmtree(project, ignore_errors=True)
-    project.mkdir(parents=True)
-    for name in PROJECT_FILES:
-        source = REPOSITORY / name
-        if source.is_dir():
-            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, project / name)
     params = project_params(n_train)
     params["extract"]["mirror"] = False
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
-           "TQDM_DISABLE": "1", "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        subprocess.run(command, cwd=project, env=env, check=True)
-    shutil.copytree(REPOSITORY / ".dvc/plots", project / ".dvc/plots")
-    subprocess.run(["git", "add", "-A"], cwd=project, env=env, check=True)
-    subprocess.run(["git", "-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "scale"], cwd=project, env=env, check=True)
+    _, env = make_project(project, params)
+    env["TQDM_DISABLE"] = "1"
     report = project / "time.txt"
     start = time.perf_counter()
     result = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(report), "dvc", "repro"], cwd=project, env=env, capture_output=True, text=True)
