@@ -26,7 +26,8 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def _median_seconds(step, repeats: int) -> float:
+def median_seconds(step, repeats: int) -> float:
+    """Median wall time of `repeats` calls of step(), after one untimed warm-up call."""
     step()  # warm-up: kernel selection, allocation
     times = []
     for _ in range(repeats):
@@ -51,7 +52,7 @@ def bf16_is_faster(device: torch.device, batch_size: int, input_dim: int, output
                 torch.cuda.synchronize()
         return run
 
-    return _median_seconds(step(True), repeats) < _median_seconds(step(False), repeats)
+    return median_seconds(step(True), repeats) < median_seconds(step(False), repeats)
 
 
 def resolve_precision(requested: str, device: torch.device, batch_size: int, input_dim: int, output_dim: int) -> str:

@@ -5,16 +5,14 @@
 
 Writes a train file and a mirrored one of random float32 rows, then times, in the same run, (1) 300 reads
 of 256 rows at random positions and (2) one epoch of a linear softmax classifier (models.training.train)
-over both files, batch 256, each read from the memory-mapped files and from rows held in memory, and
-prints the ratios. The values read are the same either way (checked).
+over both files, batch 256, each read from the memory-mapped files and from rows held in memory (median
+of --repeats after one warm-up), and prints the ratios. The values read are the same either way (checked).
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from models.mlp import MLP, MLPConfig  # noqa: E402
+from models.precision import median_seconds  # noqa: E402
 from models.training import TrainConfig, train  # noqa: E402
 from pipeline.artifacts import AppendedRows, MappedRows, NpyWriter, StandardizedRows, hold_rows, release_rows  # noqa: E402
 
@@ -33,15 +32,6 @@ def write(path: Path, rows: int, dim: int, seed: int) -> MappedRows:
         for start in range(0, rows, 5000):
             writer.write(rng.random((min(5000, rows - start), dim), dtype=np.float32))
     return MappedRows(path)
-
-
-def median_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
