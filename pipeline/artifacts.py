@@ -17,17 +17,18 @@ file serves them with one mapping where shards need one per shard a minibatch to
 only win for appending to a split of unknown size, which no stage does: `prepare` plans the splits
 from the labels before it writes an image.
 
-Memory: readers map a file only for the duration of one read (`MappedRows.rows`), as nanoGPT's loader
-re-creates its memmap every batch: a mapping kept open holds every page it touched in the process's
-resident set, so a pass over a 2 GB feature file would show as 2 GB of RSS. Writers write through the
-file (sequential batches in order), never through a long-lived mapping, for the same reason.
+Memory: readers copy rows out of the file with positioned reads (`os.preadv`, one per row, in file
+order), never through a mapping: a mapping holds every page it touched in the process's resident set, so
+a pass over a 2 GB feature file would show as 2 GB of RSS. Writers write through the file (sequential
+batches in order) for the same reason.
 
-Speed: a minibatch of rows at random positions costs a page-cache lookup per 4 KB page, about 15 times
-an in-memory gather on this project's 2-core machine (3 ms against 0.2 ms for 256 HoG rows), which made
-a linear stage on CIFAR-10 three times slower than in memory. So training holds the leading rows of
-the files it reads every step in memory, up to a fixed budget (`hold_rows`, FEATUREBENCH_ROW_CACHE_MB,
-512 MB by default): small data trains from memory, CIFAR-10's HoG with its mirrored rows mostly,
-larger data keeps that much in memory and reads the rest from disk, and no process grows with the data set.
+Speed: a minibatch of rows at random positions from the page cache costs 2-4x an in-memory gather with
+positioned reads (1.1 ms against 0.2-0.3 ms for 256 HoG or pixel rows on this project's 2-core machine),
+and 3-15x through a fresh memory map per read, which this module used first (its page faults made a
+linear stage on CIFAR-10 three times slower than in memory): `python tests/benchmarks/bench_row_reads.py`.
+So training also holds the leading rows of the files it reads every step in memory, up to a fixed budget
+(`hold_rows`, FEATUREBENCH_ROW_CACHE_MB, 512 MB by default): small data trains from memory, larger data
+keeps that much in memory and reads the rest from disk, and no process grows with the data set.
 """
 from __future__ import annotations
 
@@ -140,7 +141,7 @@ def write_split(prepared_dir: Path, split: str, images: np.ndarray, labels: np.n
 # --- reading ---------------------------------------------------------------------------------------
 
 class MappedRows:
-    """Rows of an (n, ...) `.npy` file, read on demand: each read maps the file, copies the rows out, unmaps.
+    """Rows of an (n, ...) `.npy` file, read on demand with positioned reads (os.preadv), never a mapping.
 
     Satisfies models.training's row source: len() and rows(indices) -> float32/uint8 array in that order.
     """
@@ -169,17 +170,17 @@ class MappedRows:
     def row_bytes(self) -> int:
         return int(np.prod(self.shape[1:])) * self.dtype.itemsize
 
-    def _map(self) -> np.memmap | np.ndarray:
-        if self.shape[0] == 0:
-            return np.zeros(self.shape, self.dtype)
-        return np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset, shape=self.shape)
-
     def slice(self, start: int, stop: int) -> np.ndarray:
-        """Rows start..stop as an array of their own (a copy: the mapping is gone when this returns)."""
+        """Rows start..stop as an array of their own, read in one positioned read."""
+        start, stop = max(0, start), min(len(self), stop)
         held = _HELD_ROWS.get(self.path)
         if held is not None and stop <= len(held):
             return held[start:stop].copy()
-        return np.array(self._map()[start:stop])
+        out = np.empty((max(0, stop - start), *self.shape[1:]), self.dtype)
+        if len(out):
+            with open(self.path, "rb", buffering=0) as handle:
+                _read_exactly(handle.fileno(), _bytes_of(out), self.offset + start * self.row_bytes, self.path)
+        return out
 
     def rows(self, indices) -> np.ndarray:
         """The rows at `indices`, in that order: held rows from memory, the others read in ascending file order."""
@@ -198,15 +199,36 @@ class MappedRows:
         return self._read(indices)
 
     def _read(self, indices: np.ndarray) -> np.ndarray:
-        order = np.argsort(indices, kind="stable")
+        """One positioned read per row, in ascending file order, straight into the output."""
         out = np.empty((len(indices), *self.shape[1:]), self.dtype)
-        if len(indices):
-            out[order] = self._map()[indices[order]]
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"row indices outside 0..{len(self) - 1} of {self.path}")
+        flat = _bytes_of(out)
+        row_bytes = self.row_bytes
+        with open(self.path, "rb", buffering=0) as handle:
+            descriptor = handle.fileno()
+            for position in np.argsort(indices, kind="stable"):
+                row_view = flat[int(position) * row_bytes : (int(position) + 1) * row_bytes]
+                _read_exactly(descriptor, row_view, self.offset + int(indices[position]) * row_bytes, self.path)
         return out
 
     def batches(self, batch_size: int = STATISTICS_CHUNK_ROWS) -> Iterator[np.ndarray]:
         for start in range(0, len(self), batch_size):
             yield self.slice(start, start + batch_size)
+
+
+def _bytes_of(array: np.ndarray) -> memoryview:
+    """A C-contiguous array's memory as writable bytes."""
+    return memoryview(array.reshape(-1).view(np.uint8))
+
+
+def _read_exactly(descriptor: int, into: memoryview, offset: int, path: Path) -> None:
+    """Fill `into` from the file at `offset` (pread may return less than asked: read on until full)."""
+    while len(into):
+        count = os.preadv(descriptor, [into], offset)
+        if count == 0:
+            raise EOFError(f"{path} ends before the rows its header promises; re-run the stage that wrote it")
+        into, offset = into[count:], offset + count
 
 
 # path -> the file's leading rows, in memory (see the module docstring: Speed)
@@ -329,7 +351,12 @@ class StandardizedRows:
         return (len(self), self.dim)
 
     def rows(self, indices) -> np.ndarray:
-        return (self.source.rows(indices) - self.mean) / self.scale
+        rows = self.source.rows(indices)  # a fresh array: every source returns a copy
+        if rows.dtype != np.float32:
+            return (rows - self.mean) / self.scale
+        rows -= self.mean  # in place: no second and third minibatch-sized allocation per step
+        rows /= self.scale
+        return rows
 
     def __getitem__(self, rows: slice):
         """A slice of rows as a tensor: code written for in-memory tensors (chunked reads) works unchanged."""

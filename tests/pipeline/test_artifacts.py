@@ -56,6 +56,30 @@ def test_rows_come_back_in_the_order_asked_whatever_it_is(tmp_path):
     assert len(mapped) == 20 and mapped.dim == 2
 
 
+def test_rows_of_any_dtype_and_shape_read_back_exactly_and_out_of_range_rows_are_refused(tmp_path):
+    rng = np.random.default_rng(4)
+    for name, rows in {
+        "images": rng.integers(0, 256, (13, 5, 7, 3), dtype=np.uint8),
+        "labels": rng.integers(0, 10, 13),
+        "half": rng.normal(size=(13, 3)).astype(np.float16),
+    }.items():
+        mapped = write_rows(tmp_path / f"{name}.npy", rows, 5)
+        np.testing.assert_array_equal(mapped.rows([12, 0, 6, 6]), rows[[12, 0, 6, 6]])
+        np.testing.assert_array_equal(mapped.slice(4, 99), rows[4:])
+        assert mapped.rows([]).shape == (0, *rows.shape[1:])
+        with pytest.raises(IndexError, match="outside 0..12"):
+            mapped.rows([2, 13])
+
+
+def test_a_file_cut_short_is_named_rather_than_read_as_zeros(tmp_path):
+    mapped = write_rows(tmp_path / "x.npy", np.ones((10, 4), np.float32), 10)
+    with open(mapped.path, "r+b") as handle:
+        handle.truncate(mapped.offset + 5 * mapped.row_bytes)
+    np.testing.assert_array_equal(mapped.rows([1, 4]), np.ones((2, 4), np.float32))
+    with pytest.raises(EOFError, match="x.npy ends before"):
+        mapped.rows([2, 8])
+
+
 def test_a_feature_set_concatenates_its_members_columns_a_batch_at_a_time(tmp_path):
     a = np.random.default_rng(1).normal(size=(9, 3)).astype(np.float32)
     b = np.random.default_rng(2).normal(size=(9, 2)).astype(np.float32)
@@ -98,7 +122,7 @@ def test_extracted_features_are_byte_identical_whatever_the_batch_size(tmp_path)
 
 
 def test_a_read_leaves_no_mapping_behind(tmp_path):
-    """Pages a long-lived mapping touched count in the process's resident memory: reads unmap at once."""
+    """Pages a long-lived mapping touched count in the process's resident memory: reads map nothing."""
     psutil = pytest.importorskip("psutil")
     mapped = write_rows(tmp_path / "x.npy", np.zeros((1000, 64), np.float32), 100)
     mapped.rows([5, 900, 3])
