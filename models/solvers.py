@@ -25,7 +25,7 @@ import torch
 from models.losses import LOSSES, weight_penalty
 from models.mlp import MLP, MLPConfig
 from models.search import Trial
-from models.training import EpochRecord, TrainingFailed, as_row_source, evaluate, read_rows
+from models.training import KEEP_CHOICES, EpochRecord, TrainingFailed, as_row_source, evaluate, read_rows
 
 SOLVERS = ("sgd", "lbfgs")
 CHUNK_ROWS = 8192
@@ -41,6 +41,8 @@ class LBFGSConfig:
     val_patience : stop after this many records without a better validation accuracy (0: off). Past the
         best record L-BFGS only fits the train rows closer; measured on CIFAR-10 it saves half the passes.
     chunk_rows : rows per streamed read; the result does not depend on it beyond float rounding.
+    keep : "best_val" (the record with the best validation accuracy) or "last" (the minimum, or where
+        max_iterations stopped, with no stop for validation: the convexity study compares these).
     """
 
     loss: str = "softmax"
@@ -52,6 +54,7 @@ class LBFGSConfig:
     record_every: int = 5
     val_patience: int = 2
     chunk_rows: int = CHUNK_ROWS
+    keep: str = "best_val"
     seed: int = 0
     solver: str = "lbfgs"
 
@@ -62,6 +65,8 @@ class LBFGSConfig:
             raise ValueError(f"solver lbfgs minimizes an L2-penalized objective; got regularization {self.regularization!r} (use solver: sgd for l1)")
         if self.reg_strength < 0:
             raise ValueError(f"reg_strength must be >= 0; got {self.reg_strength}")
+        if self.keep not in KEEP_CHOICES:
+            raise ValueError(f"keep must be one of {', '.join(KEEP_CHOICES)}; got {self.keep!r}")
         if min(self.max_iterations, self.record_every, self.chunk_rows, self.history_size) < 1:
             raise ValueError("max_iterations, record_every, chunk_rows and history_size must be >= 1")
 
@@ -99,7 +104,8 @@ def fit_lbfgs(
     device: torch.device,
     max_iterations: int | None = None,
 ) -> list[EpochRecord]:
-    """L-BFGS from the model's current weights; keeps the weights of the record with the best val accuracy.
+    """L-BFGS from the model's current weights; keeps the weights of the record with the best val accuracy
+    (config.keep "best_val"), or the last ones ("last").
 
     Returns one EpochRecord per `record_every` iterations: epoch is the iteration count, train loss and
     accuracy those of the last evaluation (the accepted point, as a rule), learning_rate the line
@@ -141,14 +147,16 @@ def fit_lbfgs(
             break  # converged at the start of this round: nothing new to record
         record = EpochRecord(state.get("n_iter", 0), last["loss"], last["correct"] / len(train_labels), evaluate(model, val_features, val_labels), float(state.get("t", 0.0)))
         history.append(record)
-        if len(val_labels) == 0 or record.val_accuracy > best_accuracy:
+        if config.keep == "best_val" and (len(val_labels) == 0 or record.val_accuracy > best_accuracy):
             best_accuracy = record.val_accuracy
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if done < optimizer.param_groups[0]["max_iter"]:
             break  # the gradient or the loss stopped changing: converged
-        if config.val_patience and len(val_labels) and len(history) - 1 - history.index(best_record(history)) >= config.val_patience:
+        stalled = len(history) - 1 - history.index(best_record(history))
+        if config.keep == "best_val" and config.val_patience and len(val_labels) and stalled >= config.val_patience:
             break
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return history
 
 
@@ -180,7 +188,7 @@ def lbfgs_path(
     for config in sorted(configs, key=lambda c: -c.reg_strength):
         start = time.perf_counter()
         history = fit_lbfgs(model, config, train_features, train_labels, val_features, val_labels, device)
-        chosen = best_record(history)
+        chosen = best_record(history) if config.keep == "best_val" else history[-1]
         trials.append(Trial(config, model_config, chosen.val_accuracy, chosen.epoch, time.perf_counter() - start, history, copy.deepcopy(model)))
         if len(trials) > 1 and trials[-1].val_accuracy < trials[-2].val_accuracy:
             break

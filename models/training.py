@@ -14,6 +14,7 @@ from models.mlp import MLP
 from models.precision import PRECISIONS
 
 OPTIMIZERS = ("sgd", "nesterov", "adam")
+KEEP_CHOICES = ("best_val", "last")  # which epoch's weights a training run ends with
 
 
 @dataclass
@@ -22,6 +23,8 @@ class TrainConfig:
 
     optimizer : "sgd" (the lecture's momentum update), "nesterov" or "adam".
     patience : stop after this many epochs without a better validation accuracy (0: run every epoch).
+    keep : the weights training ends with: "best_val" (the epoch with the best validation accuracy) or
+        "last" (where the optimizer stopped: to compare solutions, as the convexity study does).
     precision : "bf16" runs the forward and backward matrix products in bfloat16 (autocast; the weights,
         their updates and the loss stay float32): about 1.7x faster on CPUs with AVX512-BF16 and on GPUs,
         30-40x slower on CPUs that emulate it (models.precision.resolve_precision chooses for "auto").
@@ -37,6 +40,7 @@ class TrainConfig:
     batch_size: int = 256
     lr_schedule: str = "cosine"
     patience: int = 0
+    keep: str = "best_val"
     precision: str = "fp32"
     seed: int = 0
 
@@ -49,6 +53,8 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0 (0 turns early stopping off); got {self.patience}")
+        if self.keep not in KEEP_CHOICES:
+            raise ValueError(f"keep must be one of {', '.join(KEEP_CHOICES)}; got {self.keep!r}")
         if self.regularization not in ("l2", "l1"):
             raise ValueError(f"regularization must be 'l2' or 'l1'; got {self.regularization!r}")
         if not self.learning_rate > 0:
@@ -213,7 +219,7 @@ def train(
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     stop_after: int | None = None,
 ) -> list[EpochRecord]:
-    """Minibatch training; keeps the weights of the epoch with the best validation accuracy.
+    """Minibatch training; keeps the weights of the epoch with the best validation accuracy (config.keep "best_val").
 
     features : (n, d) float32 tensors on the CPU, or row sources (memory-mapped features) read one
         minibatch at a time; labels : (n,) int64. Returns one record per epoch. The minibatches are
@@ -262,7 +268,7 @@ def train(
             raise TrainingFailed(f"training diverged at epoch {epoch + 1} with learning_rate {config.learning_rate:g}", "lower learning_rate")
         record = EpochRecord(epoch + 1, total_loss / len(x), correct / len(x), evaluate(model, val_features, val_labels), rate)
         history.append(record)
-        if len(val_labels) == 0 or record.val_accuracy > best_accuracy:
+        if config.keep == "best_val" and (len(val_labels) == 0 or record.val_accuracy > best_accuracy):
             best_accuracy = record.val_accuracy
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         epochs.set_postfix(loss=f"{record.train_loss:.3f}", val=f"{record.val_accuracy:.3f}")
@@ -270,7 +276,8 @@ def train(
             on_epoch(record)
         if config.patience and epoch + 1 - best_epoch(history) >= config.patience:
             break
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return history
 
 
@@ -279,6 +286,11 @@ def best_epoch(history: list[EpochRecord]) -> int:
     if not history or math.isnan(history[0].val_accuracy):
         return len(history)
     return max(history, key=lambda record: (record.val_accuracy, -record.epoch)).epoch
+
+
+def kept_epoch(history: list[EpochRecord], keep: str) -> int:
+    """The epoch whose weights a run with this `keep` ended with (1-based index into history)."""
+    return best_epoch(history) if keep == "best_val" else len(history)
 
 
 def fit_standardization(batches: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -76,6 +76,12 @@ def _optimizers():
     return OPTIMIZERS
 
 
+def _keep_choices():
+    from models.training import KEEP_CHOICES
+
+    return KEEP_CHOICES
+
+
 def _augmentations():
     from models.augment import AUGMENTATIONS
 
@@ -166,6 +172,7 @@ class TrainingParams(_Section):
     momentum: BelowOne = 0.9
     lr_schedule: Choice(("constant", "cosine"), "constant or cosine") = "cosine"
     patience: Count(0, " (0: no early stopping)") = 0
+    keep: Choice(_keep_choices) = "best_val"
     precision: Choice(_precisions) = "auto"
     augment: Choice(_augmentations) = "none"
     search: Choice(_search_methods) = "grid"

@@ -250,6 +250,9 @@ def score(fitted: Fitted, data: TrainingData, members: list[str], input_dim: int
         # the chosen trial's score on data it did not train on (the refit model has seen val)
         "val_accuracy": round(fitted.best.val_accuracy, 4),
         "test_accuracy": round(float((fitted.test_predictions == test_labels).mean()), 4),
+        # the chosen trial's loss at the epoch (L-BFGS: iteration) whose weights it kept: its objective,
+        # which seeds of a convex problem agree on (the convexity study)
+        "train_loss": round(kept_train_loss(fitted.best), 6),
         "train_seconds": round(fitted.train_seconds, 2),
         "search_seconds": round(fitted.search_seconds, 2),
         "n_trials": len(fitted.trials),
@@ -258,6 +261,10 @@ def score(fitted: Fitted, data: TrainingData, members: list[str], input_dim: int
         "n_parameters": fitted.model.n_parameters(),
         **per_class_accuracy(test_labels, fitted.test_predictions, data.class_names),
     }
+
+
+def kept_train_loss(trial) -> float:
+    return next(record.train_loss for record in reversed(trial.history) if record.epoch == trial.best_epoch)
 
 
 def chosen_settings(fitted: Fitted, is_mlp: bool) -> dict:
@@ -355,6 +362,7 @@ def main() -> None:
         momentum=section.momentum,
         lr_schedule=section.lr_schedule,
         patience=section.patience,
+        keep=section.keep,
         precision="fp32",  # resolved below, once the device is known
         seed=section.training_seed(params.seed),
     )
@@ -380,7 +388,7 @@ def main() -> None:
     }
     solver = "sgd" if is_mlp else section.solver
     if solver == "lbfgs":
-        lbfgs = LBFGSConfig(loss=base.loss, regularization=section.regularization, max_iterations=section.max_iterations, seed=section.training_seed(params.seed))
+        lbfgs = LBFGSConfig(loss=base.loss, regularization=section.regularization, max_iterations=section.max_iterations, keep=section.keep, seed=section.training_seed(params.seed))
         run_params["search"].update(learning_rates=LEARNING_RATE_NOT_APPLICABLE, epochs="not applicable (lbfgs: max_iterations)")
         run_params["train"] = {k: v for k, v in asdict(lbfgs).items() if k != "reg_strength"}
     dataset = data.meta["dataset"]

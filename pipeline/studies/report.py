@@ -19,6 +19,7 @@ from pipeline.studies.toy import ToyResult
 
 REPORTS_DIR = Path("reports/studies")
 ACCURACIES = ("train_accuracy", "val_accuracy", "test_accuracy")
+SPREADS = ("train_loss", *ACCURACIES)  # the convexity study: how far apart the seeds' kept solutions are
 
 
 def _value(results: dict, label: str, stage: str, key: str):
@@ -100,14 +101,16 @@ def convexity_section(planned, results) -> tuple[dict, list[str]]:
     series = {}
     for model in ("softmax", "mlp"):
         items = [item for item in planned if item.point.label.startswith(f"{model}-")]
-        values = {key: [v for v in (_value(results, item.point.label, item.point.stages[0], key) for item in items) if v is not None] for key in ACCURACIES}
+        values = {key: [v for v in (_value(results, item.point.label, item.point.stages[0], key) for item in items) if v is not None] for key in SPREADS}
         series[model] = values
         if values["test_accuracy"]:
-            facts.append(f"{model}, {len(values['test_accuracy'])} seeds: test accuracy {min(values['test_accuracy']):.4f} to {max(values['test_accuracy']):.4f} "
-                         f"(spread {np.ptp(values['test_accuracy']):.4f}), train accuracy spread {np.ptp(values['train_accuracy']):.4f}.")
-    labels = [f"{model} {key.split('_')[0]}" for model in series for key in ACCURACIES]
-    spreads = [float(np.ptp(series[model][key])) if series[model][key] else None for model in series for key in ACCURACIES]
-    return {"seed_spread.png": figures.grouped_bars(labels, {"max - min over seeds": spreads}, "accuracy spread", "Spread over seeds (DVC points)")}, facts
+            loss = values["train_loss"]
+            loss_fact = f"final train loss {min(loss):.4f} to {max(loss):.4f} (spread {np.ptp(loss):.1e}), " if loss else ""
+            facts.append(f"{model}, {len(values['test_accuracy'])} seeds: {loss_fact}test accuracy {min(values['test_accuracy']):.4f} to "
+                         f"{max(values['test_accuracy']):.4f} (spread {np.ptp(values['test_accuracy']):.4f}), train accuracy spread {np.ptp(values['train_accuracy']):.4f}.")
+    labels = [f"{model} {key.replace('_accuracy', '').replace('_', ' ')}" for model in series for key in SPREADS]
+    spreads = [float(np.ptp(series[model][key])) if series[model][key] else None for model in series for key in SPREADS]
+    return {"seed_spread.png": figures.grouped_bars(labels, {"max - min over seeds": spreads}, "spread (loss; accuracy)", "Spread over seeds (DVC points)")}, facts
 
 
 def data_size_section(planned, results) -> tuple[dict, list[str]]:

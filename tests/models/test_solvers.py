@@ -136,6 +136,23 @@ def test_the_path_stops_at_the_first_reg_strength_that_scores_below_the_one_befo
     assert best.val_accuracy == max(trial.val_accuracy for trial in trials)
 
 
+def test_keep_last_runs_every_seed_to_one_minimum_past_the_best_validation_record():
+    features, labels = blobs(n=150)
+    config = LBFGSConfig(reg_strength=1e-2, max_iterations=500, keep="last")
+    solutions = []
+    for seed in range(3):
+        model = linear_model(6, 3, seed=seed)
+        history = fit_lbfgs(model, config, features, labels, features, (labels + 1) % 3, CPU)
+        assert history[-1].epoch < 500  # converged: the gradient vanished, validation did not stop it
+        # the weights and the predicted probabilities (softmax ignores a constant added to every class's bias)
+        solutions.append((model.weight_matrices()[0].detach(), model(features).softmax(1).detach()))
+    for weights, probabilities in solutions[1:]:
+        torch.testing.assert_close(weights, solutions[0][0], atol=1e-4, rtol=1e-3)
+        torch.testing.assert_close(probabilities, solutions[0][1], atol=1e-4, rtol=1e-3)
+    _, trials = lbfgs_path([config], MLPConfig(6, 3), features, labels, features, (labels + 1) % 3, CPU)
+    assert trials[0].best_epoch == trials[0].history[-1].epoch
+
+
 def test_lbfgs_stops_once_validation_accuracy_stops_improving():
     features, labels = blobs(n=150)
     config = LBFGSConfig(reg_strength=1e-4, max_iterations=200, record_every=1, val_patience=2, tolerance=0)

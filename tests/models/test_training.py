@@ -15,6 +15,7 @@ from models.training import (
     evaluate,
     fit_channel_standardization,
     fit_standardization,
+    kept_epoch,
     nesterov_step,
     row_batches,
     sgd_momentum_step,
@@ -211,6 +212,22 @@ def test_early_stopping_ends_after_patience_epochs_without_improvement():
     # the set is separated within an epoch or two; validation accuracy cannot improve past 1.0
     history = train(model, TrainConfig(epochs=50, patience=3, batch_size=32, learning_rate=0.01), x, y, x, y, progress=False)
     assert len(history) == best_epoch(history) + 3 < 50
+
+
+def test_keep_last_ends_with_the_last_epochs_weights_whatever_validation_says():
+    x, y = separable_blobs()
+    wrong = (y + 1) % 3  # validation labels no model can fit: its best epoch on them is an early one
+    runs = {}
+    for keep in ("best_val", "last"):
+        model = MLP(MLPConfig(input_dim=5, n_classes=3))
+        history = train(model, TrainConfig(epochs=6, batch_size=32, learning_rate=0.01, keep=keep), x, y, x, wrong, progress=False)
+        runs[keep] = (model, history)
+    last_model, last_history = runs["last"]
+    assert evaluate(last_model, x, wrong) == last_history[-1].val_accuracy
+    assert best_epoch(last_history) < 6 and kept_epoch(last_history, "last") == 6 and kept_epoch(last_history, "best_val") == best_epoch(last_history)
+    assert evaluate(runs["best_val"][0], x, wrong) == max(record.val_accuracy for record in runs["best_val"][1])
+    with pytest.raises(ValueError, match="keep must be one of best_val, last"):
+        TrainConfig(keep="final")
 
 
 def test_without_validation_rows_the_last_epoch_is_kept():
