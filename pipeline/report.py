@@ -23,7 +23,7 @@ from pipeline.io import read_json  # noqa: E402
 from pipeline.scores import PER_CLASS_PREFIX, metric_names  # noqa: E402
 
 METRIC_COLUMNS = [
-    "test_accuracy", "val_accuracy", "train_accuracy", "feature_dim", "n_parameters", "extract_seconds", "train_seconds", "search_seconds", "n_trials",
+    "test_accuracy", "val_accuracy", "train_accuracy", "train_loss", "feature_dim", "n_parameters", "extract_seconds", "train_seconds", "search_seconds", "n_trials",
 ]
 FAMILY_MARKERS = {"svm": "s", "softmax": "^", "mlp": "o"}
 FINISHED, FAILED = "finished", "failed"  # a stage's status; "failed" is what its metrics.json says
