@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from models.mlp import MLP, MLPConfig
-from models.training import EpochRecord, TrainConfig, TrainingFailed, kept_epoch, train
+from models.training import EpochRecord, TrainConfig, TrainingFailed, kept_record, train
 
 SEARCH_METHODS = ("grid", "random")
 BACKOFF_DIVISORS = (10, 100)  # the smallest searched learning rate is divided by these, in turn, when all diverge
@@ -88,8 +88,8 @@ def run_trial(shared: tuple, candidate: tuple[TrainConfig, MLPConfig]) -> Trial 
         history = train(model, config, train_features, train_labels, val_features, val_labels, device=device, progress=progress, augment=augment)
     except FloatingPointError:
         return None  # a learning rate too high for this feature set; the other points decide
-    chosen_epoch = kept_epoch(history, config.keep)
-    return Trial(config, model_config, history[chosen_epoch - 1].val_accuracy, chosen_epoch, time.perf_counter() - start, history, model)
+    chosen = kept_record(history, config.keep)
+    return Trial(config, model_config, chosen.val_accuracy, chosen.epoch, time.perf_counter() - start, history, model)
 
 
 def search(

@@ -25,7 +25,7 @@ import torch
 from models.losses import LOSSES, weight_penalty
 from models.mlp import MLP, MLPConfig
 from models.search import Trial
-from models.training import KEEP_CHOICES, EpochRecord, TrainingFailed, as_row_source, evaluate, read_rows
+from models.training import KEEP_CHOICES, EpochRecord, TrainingFailed, as_row_source, best_record, evaluate, kept_record, read_rows
 
 SOLVERS = ("sgd", "lbfgs")
 CHUNK_ROWS = 8192
@@ -152,19 +152,11 @@ def fit_lbfgs(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if done < optimizer.param_groups[0]["max_iter"]:
             break  # the gradient or the loss stopped changing: converged
-        stalled = len(history) - 1 - history.index(best_record(history))
-        if config.keep == "best_val" and config.val_patience and len(val_labels) and stalled >= config.val_patience:
+        if config.keep == "best_val" and config.val_patience and len(val_labels) and len(history) - 1 - history.index(best_record(history)) >= config.val_patience:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
-
-
-def best_record(history: list[EpochRecord]) -> EpochRecord:
-    """The first record with the highest validation accuracy (the last one without validation)."""
-    if math.isnan(history[0].val_accuracy):
-        return history[-1]
-    return max(history, key=lambda record: (record.val_accuracy, -record.epoch))
 
 
 def lbfgs_path(
@@ -188,7 +180,7 @@ def lbfgs_path(
     for config in sorted(configs, key=lambda c: -c.reg_strength):
         start = time.perf_counter()
         history = fit_lbfgs(model, config, train_features, train_labels, val_features, val_labels, device)
-        chosen = best_record(history) if config.keep == "best_val" else history[-1]
+        chosen = kept_record(history, config.keep)
         trials.append(Trial(config, model_config, chosen.val_accuracy, chosen.epoch, time.perf_counter() - start, history, copy.deepcopy(model)))
         if len(trials) > 1 and trials[-1].val_accuracy < trials[-2].val_accuracy:
             break

@@ -281,16 +281,21 @@ def train(
     return history
 
 
+def best_record(history: list[EpochRecord]) -> EpochRecord:
+    """The first record with the highest validation accuracy (the last one when there is no validation)."""
+    if math.isnan(history[0].val_accuracy):
+        return history[-1]
+    return max(history, key=lambda record: (record.val_accuracy, -record.epoch))
+
+
 def best_epoch(history: list[EpochRecord]) -> int:
-    """The first epoch with the highest validation accuracy (the last one when there is no validation)."""
-    if not history or math.isnan(history[0].val_accuracy):
-        return len(history)
-    return max(history, key=lambda record: (record.val_accuracy, -record.epoch)).epoch
+    """best_record's epoch; 0 before the first epoch."""
+    return best_record(history).epoch if history else 0
 
 
-def kept_epoch(history: list[EpochRecord], keep: str) -> int:
-    """The epoch whose weights a run with this `keep` ended with (1-based index into history)."""
-    return best_epoch(history) if keep == "best_val" else len(history)
+def kept_record(history: list[EpochRecord], keep: str) -> EpochRecord:
+    """The record whose weights a run with this `keep` ended with (SGD's train(), L-BFGS's fit_lbfgs)."""
+    return best_record(history) if keep == "best_val" else history[-1]
 
 
 def fit_standardization(batches: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

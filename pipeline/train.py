@@ -33,7 +33,7 @@ from models.mlp import MLPConfig, StandardizedClassifier
 from models.precision import resolve_precision
 from models.search import SearchSpace, candidates, refit, search
 from models.solvers import LBFGSConfig, lbfgs_path, refit_lbfgs
-from models.training import TrainConfig, TrainingFailed, choose_device, evaluate, fit_channel_standardization, fit_standardization, predict
+from models.training import TrainConfig, TrainingFailed, choose_device, evaluate, fit_channel_standardization, fit_standardization, kept_record, predict
 from pipeline import tracking
 from pipeline.artifacts import (
     PREPARED_DIR,
@@ -252,7 +252,7 @@ def score(fitted: Fitted, data: TrainingData, members: list[str], input_dim: int
         "test_accuracy": round(float((fitted.test_predictions == test_labels).mean()), 4),
         # the chosen trial's loss at the epoch (L-BFGS: iteration) whose weights it kept: its objective,
         # which seeds of a convex problem agree on (the convexity study)
-        "train_loss": round(kept_train_loss(fitted.best), 6),
+        "train_loss": round(kept_record(fitted.best.history, fitted.best.config.keep).train_loss, 6),
         "train_seconds": round(fitted.train_seconds, 2),
         "search_seconds": round(fitted.search_seconds, 2),
         "n_trials": len(fitted.trials),
@@ -261,10 +261,6 @@ def score(fitted: Fitted, data: TrainingData, members: list[str], input_dim: int
         "n_parameters": fitted.model.n_parameters(),
         **per_class_accuracy(test_labels, fitted.test_predictions, data.class_names),
     }
-
-
-def kept_train_loss(trial) -> float:
-    return next(record.train_loss for record in reversed(trial.history) if record.epoch == trial.best_epoch)
 
 
 def chosen_settings(fitted: Fitted, is_mlp: bool) -> dict:

@@ -15,7 +15,7 @@ from models.training import (
     evaluate,
     fit_channel_standardization,
     fit_standardization,
-    kept_epoch,
+    kept_record,
     nesterov_step,
     row_batches,
     sgd_momentum_step,
@@ -224,7 +224,7 @@ def test_keep_last_ends_with_the_last_epochs_weights_whatever_validation_says():
         runs[keep] = (model, history)
     last_model, last_history = runs["last"]
     assert evaluate(last_model, x, wrong) == last_history[-1].val_accuracy
-    assert best_epoch(last_history) < 6 and kept_epoch(last_history, "last") == 6 and kept_epoch(last_history, "best_val") == best_epoch(last_history)
+    assert best_epoch(last_history) < 6 and kept_record(last_history, "last").epoch == 6 and kept_record(last_history, "best_val").epoch == best_epoch(last_history)
     assert evaluate(runs["best_val"][0], x, wrong) == max(record.val_accuracy for record in runs["best_val"][1])
     with pytest.raises(ValueError, match="keep must be one of best_val, last"):
         TrainConfig(keep="final")

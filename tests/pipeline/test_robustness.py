@@ -125,7 +125,7 @@ def repro_killed(project: Path, env: dict, evidence, sig: signal.Signals) -> int
                 assert time.monotonic() - start < DEADLINE_SECONDS, "the stage to kill never started"
                 time.sleep(0.05)
             os.killpg(process.pid, sig)
-            return process.wait(timeout=300)  # a stage ending its MLflow run on a loaded 2-core machine
+            return process.wait(timeout=120)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
