@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from models.mlp import MLP, MLPConfig
-from models.training import EpochRecord, TrainConfig, TrainingFailed, kept_record, train
+from models.training import EpochRecord, TrainConfig, TrainingFailed, can_train_together, kept_record, train, train_together
 
 SEARCH_METHODS = ("grid", "random")
 BACKOFF_DIVISORS = (10, 100)  # the smallest searched learning rate is divided by these, in turn, when all diverge
@@ -68,11 +68,6 @@ def candidates(
     ]
 
 
-def map_in_order(function: Callable, items: list, *, shared: object = None) -> list:
-    """[function(shared, item) for every item]: trials one after another in this process."""
-    return [function(shared, item) for item in items]
-
-
 def run_trial(shared: tuple, candidate: tuple[TrainConfig, MLPConfig]) -> Trial | None:
     """One trial from seeded weights; None when training diverged.
 
@@ -88,8 +83,31 @@ def run_trial(shared: tuple, candidate: tuple[TrainConfig, MLPConfig]) -> Trial 
         history = train(model, config, train_features, train_labels, val_features, val_labels, device=device, progress=progress, augment=augment)
     except FloatingPointError:
         return None  # a learning rate too high for this feature set; the other points decide
+    return _trial(config, model_config, history, model, time.perf_counter() - start)
+
+
+def run_trials_together(shared: tuple, candidates: list[tuple[TrainConfig, MLPConfig]]) -> list[Trial | None]:
+    """[run_trial(shared, candidate) for each candidate], trained in lockstep (models.training.train_together):
+    one read of each minibatch feeds every trial, with the same results. Each trial's `seconds` is an
+    equal share of the joint training's."""
+    train_features, train_labels, val_features, val_labels, device, augment, progress = shared
+    models = []
+    for config, model_config in candidates:
+        torch.manual_seed(config.seed)
+        models.append(MLP(model_config))
+    start = time.perf_counter()
+    configs = [config for config, _ in candidates]
+    outcomes = train_together(models, configs, train_features, train_labels, val_features, val_labels, device=device, progress=progress, augment=augment)
+    seconds = (time.perf_counter() - start) / len(candidates)
+    return [
+        None if isinstance(history, TrainingFailed) else _trial(config, model_config, history, model, seconds)
+        for (config, model_config), model, history in zip(candidates, models, outcomes)
+    ]
+
+
+def _trial(config: TrainConfig, model_config: MLPConfig, history: list[EpochRecord], model: MLP, seconds: float) -> Trial:
     chosen = kept_record(history, config.keep)
-    return Trial(config, model_config, chosen.val_accuracy, chosen.epoch, time.perf_counter() - start, history, model)
+    return Trial(config, model_config, chosen.val_accuracy, chosen.epoch, seconds, history, model)
 
 
 def search(
@@ -102,12 +120,14 @@ def search(
     augment: Callable | None = None,
     progress: bool = True,
     class_names: list[str] | None = None,
-    map_trials: Callable = map_in_order,
+    map_trials: Callable | None = None,
 ) -> tuple[Trial, list[Trial]]:
     """(best trial by validation accuracy, all trials that did not diverge).
 
-    map_trials(run_trial, configs, shared=...) runs the trials and returns them in the configs' order:
-    one after another here, or in parallel (pipeline.engine.map_in_order with engine: ray).
+    map_trials(run_trial, configs, shared=...) runs the trials elsewhere and returns them in the
+    configs' order (pipeline.engine.map_in_order with engine: ray, in parallel). Without it they run in
+    this process, together in one pass over the rows where models.training.can_train_together allows,
+    else one after another; the results are the same every way.
 
     When every configuration diverges, those with the smallest learning rate are tried again with it
     divided by 10, then by 100; if they diverge too, TrainingFailed names the cause `diagnose` finds.
@@ -130,10 +150,16 @@ def search(
     return max(trials, key=lambda trial: trial.val_accuracy), trials
 
 
-def _trials(configs, data, device, augment, progress, map_trials: Callable, learning_rate_divisor: int = 1) -> list[Trial]:
+def _trials(configs, data, device, augment, progress, map_trials: Callable | None, learning_rate_divisor: int = 1) -> list[Trial]:
     """One trial per configuration that trains without diverging, in the configs' order."""
     shared = (*data, device, augment, progress)
-    trials = [trial for trial in map_trials(run_trial, configs, shared=shared) if trial is not None]
+    if map_trials is not None:
+        outcomes = list(map_trials(run_trial, configs, shared=shared))
+    elif can_train_together([config for config, _ in configs], [model_config for _, model_config in configs]):
+        outcomes = run_trials_together(shared, configs)
+    else:
+        outcomes = [run_trial(shared, candidate) for candidate in configs]
+    trials = [trial for trial in outcomes if trial is not None]
     for trial in trials:
         trial.learning_rate_divisor = learning_rate_divisor
     return trials

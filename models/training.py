@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from models.losses import LOSSES, add_penalty_gradient
-from models.mlp import MLP
+from models.mlp import MLP, MLPConfig
 from models.precision import PRECISIONS
 
 OPTIMIZERS = ("sgd", "nesterov", "adam")
@@ -187,23 +187,35 @@ def read_rows(source: RowSource, indices, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
+def predict_many(models: Sequence[MLP], features: torch.Tensor | RowSource, batch_size: int = 4096) -> list[torch.Tensor]:
+    """predict() for several models on the same device, reading each chunk of `features` once for all of them."""
+    source = as_row_source(features)
+    for model in models:
+        model.eval()
+    device = next(models[0].parameters()).device
+    chunks: list[list[torch.Tensor]] = [[] for _ in models]
+    for i in range(0, len(source), batch_size):
+        rows = read_rows(source, torch.arange(i, min(i + batch_size, len(source))), device)
+        for model, model_chunks in zip(models, chunks):
+            model_chunks.append(model(rows).argmax(1).cpu())
+    return [torch.cat(model_chunks) if model_chunks else torch.zeros(0, dtype=torch.int64) for model_chunks in chunks]
+
+
 def predict(model: MLP, features: torch.Tensor | RowSource, batch_size: int = 4096) -> torch.Tensor:
     """Class indices for every row of `features` (a tensor or a row source), read `batch_size` rows at a time."""
-    model.eval()
-    source = as_row_source(features)
-    device = next(model.parameters()).device
-    chunks = [
-        model(read_rows(source, torch.arange(i, min(i + batch_size, len(source))), device)).argmax(1).cpu()
-        for i in range(0, len(source), batch_size)
-    ]
-    return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.int64)
+    return predict_many([model], features, batch_size)[0]
+
+
+def evaluate_many(models: Sequence[MLP], features: torch.Tensor | RowSource, labels: torch.Tensor) -> list[float]:
+    """Accuracy in [0, 1] of each model, the rows read once."""
+    if len(labels) == 0:
+        return [float("nan")] * len(models)
+    return [(predictions == labels.cpu()).float().mean().item() for predictions in predict_many(models, features)]
 
 
 def evaluate(model: MLP, features: torch.Tensor | RowSource, labels: torch.Tensor) -> float:
     """Accuracy in [0, 1]."""
-    if len(labels) == 0:
-        return float("nan")
-    return (predict(model, features) == labels.cpu()).float().mean().item()
+    return evaluate_many([model], features, labels)[0]
 
 
 def train(
@@ -214,7 +226,6 @@ def train(
     val_features: torch.Tensor | RowSource,
     val_labels: torch.Tensor,
     device: torch.device | None = None,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
     progress: bool = True,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     stop_after: int | None = None,
@@ -227,58 +238,129 @@ def train(
     With no validation rows (a refit on train + val) it keeps the last epoch's weights.
     augment : applied to every training minibatch (e.g. random horizontal flips of pixel rows).
     stop_after : end after this many epochs, the learning-rate schedule still spanning `config.epochs`.
+    Raises TrainingFailed when the loss stops being finite.
     """
+    (outcome,) = train_together([model], [config], train_features, train_labels, val_features, val_labels, device, progress, augment, stop_after)
+    if isinstance(outcome, TrainingFailed):
+        raise outcome
+    return outcome
+
+
+def can_train_together(configs: Sequence[TrainConfig], model_configs: Sequence[MLPConfig]) -> bool:
+    """Whether train_together gives each model exactly what train() alone would: the same seed and batch
+    size (so the same minibatches, flips and shifts), and no dropout (which draws from torch's global generator)."""
+    return len({(config.seed, config.batch_size) for config in configs}) == 1 and all(model.dropout == 0 for model in model_configs)
+
+
+def train_together(
+    models: Sequence[MLP],
+    configs: Sequence[TrainConfig],
+    train_features: torch.Tensor | RowSource,
+    train_labels: torch.Tensor,
+    val_features: torch.Tensor | RowSource,
+    val_labels: torch.Tensor,
+    device: torch.device | None = None,
+    progress: bool = True,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    stop_after: int | None = None,
+) -> list[list[EpochRecord] | TrainingFailed]:
+    """train() for several models in lockstep: each minibatch is read (and augmented) once and feeds them all.
+
+    Reading rows is most of a linear model's epoch, so a search over learning rates costs about one
+    training instead of one per rate. Each model gets exactly the updates train() would give it alone
+    (can_train_together says when); a model whose loss stops being finite gets its TrainingFailed in
+    the returned list and the others go on. Models may differ in learning rate, regularization,
+    epochs, patience, optimizer, precision and architecture.
+    """
+    if not can_train_together(configs, [model.config for model in models]):
+        raise ValueError("models train together only with one seed and batch size and no dropout")
     device = device or choose_device()
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    model.to(device)
+    seed, batch_size = configs[0].seed, configs[0].batch_size
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
     if isinstance(train_features, torch.Tensor):
         train_features = train_features.to(device)  # in memory: moved once, not a batch at a time
     x, y = as_row_source(train_features), train_labels.to(device)
-    parameters = list(model.parameters())
-    step = optimizer_step(config, parameters)
-    loss_function = LOSSES[config.loss]
-    weights = {id(weight) for weight in model.weight_matrices()}  # penalized; biases and batch-norm scales are not
-    weight_positions = [position for position, parameter in enumerate(parameters) if id(parameter) in weights]
-    history: list[EpochRecord] = []
-    best_accuracy, best_state = -1.0, None
-    epochs = tqdm(range(min(config.epochs, stop_after or config.epochs)), desc="train", unit="epoch", disable=not progress, leave=False)
+    runs = [_Run(model.to(device), config, min(config.epochs, stop_after or config.epochs), device) for model, config in zip(models, configs)]
+    epochs = tqdm(range(max(run.epochs for run in runs)), desc="train", unit="epoch", disable=not progress, leave=False)
     for epoch in epochs:
-        rate = learning_rate_at(config, epoch)
-        model.train()
+        active = [run for run in runs if run.goes_on(epoch)]
+        if not active:
+            break
+        for run in active:
+            run.start_epoch(epoch)
         order = torch.randperm(len(x), generator=generator)
-        total_loss = torch.zeros((), device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        for start in range(0, len(x), config.batch_size):
-            batch = order[start : start + config.batch_size]
+        for start in range(0, len(x), batch_size):
+            batch = order[start : start + batch_size]
             rows, batch = read_rows(x, batch, device), batch.to(device)
             inputs = rows if augment is None else augment(rows, generator)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                scores = model(inputs).float()
-            loss = loss_function(scores, y[batch])
-            gradients = torch.autograd.grad(loss, parameters)
-            for position in weight_positions:
-                add_penalty_gradient(gradients[position], parameters[position], config.regularization, config.reg_strength)
-            step(gradients, rate)
-            # summed on the device: one host sync per epoch, not two per batch
-            total_loss += loss.detach() * len(batch)
-            correct += (scores.detach().argmax(1) == y[batch]).sum()
-        total_loss, correct = total_loss.item(), correct.item()
-        if not math.isfinite(total_loss):
-            raise TrainingFailed(f"training diverged at epoch {epoch + 1} with learning_rate {config.learning_rate:g}", "lower learning_rate")
-        record = EpochRecord(epoch + 1, total_loss / len(x), correct / len(x), evaluate(model, val_features, val_labels), rate)
-        history.append(record)
-        if config.keep == "best_val" and (len(val_labels) == 0 or record.val_accuracy > best_accuracy):
-            best_accuracy = record.val_accuracy
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        epochs.set_postfix(loss=f"{record.train_loss:.3f}", val=f"{record.val_accuracy:.3f}")
-        if on_epoch:
-            on_epoch(record)
-        if config.patience and epoch + 1 - best_epoch(history) >= config.patience:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return history
+            for run in active:
+                run.learn(inputs, y[batch])
+        finite = [run for run in active if run.end_epoch(epoch)]
+        for run, accuracy in zip(finite, evaluate_many([run.model for run in finite], val_features, val_labels) if finite else []):
+            run.record(epoch, len(x), accuracy, no_validation=len(val_labels) == 0)
+        if len(runs) == 1 and finite:
+            epochs.set_postfix(loss=f"{runs[0].history[-1].train_loss:.3f}", val=f"{runs[0].history[-1].val_accuracy:.3f}")
+    return [run.outcome() for run in runs]
+
+
+class _Run:
+    """One model's state in train_together: its optimizer, running sums, history and best weights."""
+
+    def __init__(self, model: MLP, config: TrainConfig, epochs: int, device: torch.device):
+        self.model, self.config, self.epochs, self.device = model, config, epochs, device
+        self.parameters = list(model.parameters())
+        self.step = optimizer_step(config, self.parameters)
+        self.loss_function = LOSSES[config.loss]
+        weights = {id(weight) for weight in model.weight_matrices()}  # penalized; biases and batch-norm scales are not
+        self.weight_positions = [position for position, parameter in enumerate(self.parameters) if id(parameter) in weights]
+        self.history: list[EpochRecord] = []
+        self.best_accuracy, self.best_state = -1.0, None
+        self.failure: TrainingFailed | None = None
+
+    def goes_on(self, epoch: int) -> bool:
+        if self.failure is not None or epoch >= self.epochs:
+            return False
+        return not (self.config.patience and self.history and epoch - best_epoch(self.history) >= self.config.patience)
+
+    def start_epoch(self, epoch: int) -> None:
+        self.rate = learning_rate_at(self.config, epoch)
+        self.model.train()
+        self.total_loss = torch.zeros((), device=self.device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=self.device)
+
+    def learn(self, inputs: torch.Tensor, labels: torch.Tensor) -> None:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+            scores = self.model(inputs).float()
+        loss = self.loss_function(scores, labels)
+        gradients = torch.autograd.grad(loss, self.parameters)
+        for position in self.weight_positions:
+            add_penalty_gradient(gradients[position], self.parameters[position], self.config.regularization, self.config.reg_strength)
+        self.step(gradients, self.rate)
+        # summed on the device: one host sync per epoch, not two per batch
+        self.total_loss += loss.detach() * len(labels)
+        self.correct += (scores.detach().argmax(1) == labels).sum()
+
+    def end_epoch(self, epoch: int) -> bool:
+        """False (and the failure kept) when the epoch's loss is not finite."""
+        self.total_loss, self.correct = self.total_loss.item(), self.correct.item()
+        if not math.isfinite(self.total_loss):
+            self.failure = TrainingFailed(f"training diverged at epoch {epoch + 1} with learning_rate {self.config.learning_rate:g}", "lower learning_rate")
+        return self.failure is None
+
+    def record(self, epoch: int, n_rows: int, val_accuracy: float, no_validation: bool) -> None:
+        record = EpochRecord(epoch + 1, self.total_loss / n_rows, self.correct / n_rows, val_accuracy, self.rate)
+        self.history.append(record)
+        if self.config.keep == "best_val" and (no_validation or record.val_accuracy > self.best_accuracy):
+            self.best_accuracy = record.val_accuracy
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def outcome(self) -> list[EpochRecord] | TrainingFailed:
+        if self.failure is not None:
+            return self.failure
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return self.history
 
 
 def best_record(history: list[EpochRecord]) -> EpochRecord:

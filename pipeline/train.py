@@ -198,11 +198,14 @@ def fit_and_score(data: TrainingData, configs: list, device: torch.device, refit
     """Search the configurations on val, refit the chosen one on train + val (when asked), predict test once.
 
     engine : where the trials run (pipeline.engine): one Ray task each with `ray` (a GPU each when
-    training on one), in order either way, so the choice is the same.
+    training on one); with `local`, in this process, together where they can (models.search). The
+    trials' results, and so the choice, are the same either way.
     """
     if isinstance(configs[0][0], LBFGSConfig):
         return fit_and_score_lbfgs(data, configs, device, refit_chosen)
-    map_trials = functools.partial(map_in_order, engine=engine, description="search", unit="trial", gpus_per_task=1 if device.type == "cuda" else 0)
+    map_trials = None  # local: in this process, trials that can train together in one pass over the rows
+    if engine == "ray":
+        map_trials = functools.partial(map_in_order, engine=engine, description="search", unit="trial", gpus_per_task=1 if device.type == "cuda" else 0)
     start = time.perf_counter()
     best, trials = search(
         configs, data.train, data.train_labels, data.val, data.val_labels, device, augment=data.augment, class_names=data.class_names, map_trials=map_trials

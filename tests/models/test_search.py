@@ -133,3 +133,23 @@ def test_diagnose_reads_a_row_source_as_it_reads_a_tensor():
         "the training features hold 1 NaN or infinite value in 1 column",
         f"standardized training features reach |x| = {5 * HUGE_FEATURE:.3g} in 1 column",
     ]
+
+
+def test_a_search_in_this_process_trains_its_trials_together_with_the_results_of_one_after_another():
+    x, y = separable_blobs(n_per_class=40)
+    space = SearchSpace(learning_rates=[0.001, 0.01, 1e30], reg_strengths=[0.0, 0.1], hidden_sizes=[[]], epochs=[3, 5])
+    configs = candidates(space, BASE, BASE_MODEL, "grid", 12, 0)
+    one_after_another = []
+
+    def sequential(function, items, shared):
+        one_after_another.append(len(items))
+        return [function(shared, item) for item in items]
+
+    apart = search(configs, x, y, x[:30], y[:30], torch.device("cpu"), progress=False, map_trials=sequential)
+    together = search(configs, x, y, x[:30], y[:30], torch.device("cpu"), progress=False)
+    assert one_after_another == [12]
+    assert len(together[1]) == len(apart[1]) < 12  # trials at 1e30 diverged, the same ones either way
+    for left, right in zip(together[1], apart[1]):
+        assert (left.config, left.history, left.best_epoch) == (right.config, right.history, right.best_epoch)
+        assert all(torch.equal(a, b) for a, b in zip(left.model.state_dict().values(), right.model.state_dict().values()))
+    assert together[0].config == apart[0].config

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.augment import horizontal_flip
 from models.losses import softmax_loss
 from models.mlp import ACTIVATIONS, MLP, MLPConfig
 from models.training import (
@@ -11,6 +12,7 @@ from models.training import (
     TrainConfig,
     TrainingFailed,
     best_epoch,
+    can_train_together,
     choose_device,
     evaluate,
     fit_channel_standardization,
@@ -20,6 +22,7 @@ from models.training import (
     row_batches,
     sgd_momentum_step,
     train,
+    train_together,
 )
 
 
@@ -251,3 +254,56 @@ def test_channel_standardization_is_the_same_at_every_pixel():
     assert mean.shape == (48,)
     np.testing.assert_allclose(mean.reshape(16, 3), np.broadcast_to(images.reshape(-1, 3).mean(0), (16, 3)), rtol=1e-5)
     np.testing.assert_allclose(std.reshape(16, 3)[0], images.reshape(-1, 3).std(0), rtol=1e-4)
+
+
+def _state(model):
+    return {name: tensor.clone() for name, tensor in model.state_dict().items()}
+
+
+def test_models_trained_together_end_exactly_as_each_trained_alone():
+    """One read of each minibatch feeds every model: same flips, same updates, same early stop, same failure."""
+    x, y = separable_blobs(n_per_class=40, dim=12)
+    flip = horizontal_flip((2, 2, 3))  # 12 columns as 2x2 RGB images: a random augmentation to share
+    configs = [
+        TrainConfig(learning_rate=0.01, epochs=6, batch_size=32),
+        TrainConfig(loss="svm", learning_rate=0.003, epochs=9, batch_size=32, patience=2, optimizer="nesterov"),
+        TrainConfig(learning_rate=1e30, epochs=6, batch_size=32),  # diverges
+        TrainConfig(learning_rate=0.01, epochs=4, batch_size=32, regularization="l1", reg_strength=0.01, keep="last"),
+    ]
+    architectures = [[], [], [], [8]]
+    alone = []
+    for config, hidden in zip(configs, architectures):
+        torch.manual_seed(0)
+        model = MLP(MLPConfig(12, 3, hidden))
+        try:
+            alone.append((train(model, config, x, y, x[:50], y[:50], progress=False, augment=flip), _state(model)))
+        except TrainingFailed as failure:
+            alone.append((str(failure), None))
+    models = []
+    for hidden in architectures:
+        torch.manual_seed(0)
+        models.append(MLP(MLPConfig(12, 3, hidden)))
+    together = train_together(models, configs, x, y, x[:50], y[:50], progress=False, augment=flip)
+    assert str(together[2]) == alone[2][0] and isinstance(together[2], TrainingFailed)
+    for index in (0, 1, 3):
+        history, state = alone[index]
+        assert together[index] == history
+        assert all(torch.equal(models[index].state_dict()[name], state[name]) for name in state)
+    assert len(together[1]) < 9  # early stopping happened, while the others went on
+
+
+@pytest.mark.parametrize(
+    ("configs", "dropouts"),
+    [
+        ([TrainConfig(seed=0), TrainConfig(seed=1)], [0.0, 0.0]),
+        ([TrainConfig(batch_size=32), TrainConfig(batch_size=64)], [0.0, 0.0]),
+        ([TrainConfig(), TrainConfig()], [0.0, 0.5]),
+    ],
+    ids=["two seeds", "two batch sizes", "dropout"],
+)
+def test_models_that_would_not_see_the_same_minibatches_do_not_train_together(configs, dropouts):
+    model_configs = [MLPConfig(5, 3, [4], dropout=dropout) for dropout in dropouts]
+    assert not can_train_together(configs, model_configs)
+    x, y = separable_blobs()
+    with pytest.raises(ValueError, match="one seed and batch size and no dropout"):
+        train_together([MLP(config) for config in model_configs], configs, x, y, x, y, progress=False)

@@ -1,0 +1,76 @@
+"""A linear stage's search, its trials one after another (the baseline) against trained together in one pass.
+
+A script, not a test. Run it inside a project whose features are extracted (`dvc repro` has run: it
+reads `data/`), e.g. a CIFAR-10 workspace:
+    python PATH/TO/tests/benchmarks/bench_search_together.py --feature-set hog+color_hist --epochs 3
+It opens the feature set as a train stage does (`pipeline.train.load_training_data`: standardized row
+sources, mirrored rows, the row cache), builds the linear section's search (params.yaml's learning rates,
+regularization, batch size; `--epochs` instead of its epochs, to keep the run short), then runs the
+search both ways, alternately, `--repeats` times each, checks that every trial ends with the same weights
+and history both ways, and prints the median seconds and their ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from models.mlp import MLPConfig  # noqa: E402
+from models.search import SearchSpace, candidates, search  # noqa: E402
+from models.training import TrainConfig  # noqa: E402
+from pipeline.params import load_params  # noqa: E402
+from pipeline.train import linear_loss, load_training_data  # noqa: E402
+
+
+def one_after_another(function, items, shared):
+    return [function(shared, item) for item in items]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--feature-set", default="hog+color_hist")
+    parser.add_argument("--classifier", default="svm", choices=["svm", "softmax"])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    params = load_params()
+    section = params.linear.for_feature_set(args.feature_set)
+    data = load_training_data(params.feature_set_members(args.feature_set), args.feature_set, section.augment)
+    base = TrainConfig(
+        loss=linear_loss(args.classifier, section.svm_loss), regularization=section.regularization, batch_size=section.batch_size,
+        momentum=section.momentum, lr_schedule=section.lr_schedule, keep=section.keep, seed=section.training_seed(params.seed),
+    )
+    space = SearchSpace(list(section.learning_rates), list(section.reg_strengths), [[]], [args.epochs])
+    configs = candidates(space, base, MLPConfig(data.train.dim, len(data.class_names)), "grid", space.size(), 0)
+    print(f"{args.classifier} on {args.feature_set}: {len(configs)} trials x {args.epochs} epochs over {len(data.train)} rows "
+          f"({data.train.dim} columns); torch threads {torch.get_num_threads()}", flush=True)
+    seconds = {"one after another": [], "together": []}
+    results = {}
+    for repeat in range(args.repeats):
+        ways = list(seconds) if repeat % 2 == 0 else list(reversed(seconds))  # alternate who reads a cold cache first
+        for way in ways:
+            start = time.perf_counter()
+            _, trials = search(configs, data.train, data.train_labels, data.val, data.val_labels, torch.device("cpu"), progress=False,
+                               map_trials=one_after_another if way == "one after another" else None)
+            seconds[way].append(time.perf_counter() - start)
+            results[way] = trials
+            print(f"  {way}: {seconds[way][-1]:.1f} s", flush=True)
+    for left, right in zip(results["together"], results["one after another"]):
+        same = left.history == right.history and all(torch.equal(a, b) for a, b in zip(left.model.state_dict().values(), right.model.state_dict().values()))
+        if not same:
+            raise SystemExit(f"trial lr={left.config.learning_rate:g} differs between the two ways")
+    medians = {way: statistics.median(times) for way, times in seconds.items()}
+    print(f"median of {args.repeats}: one after another {medians['one after another']:.1f} s, together {medians['together']:.1f} s: "
+          f"{medians['one after another'] / medians['together']:.2f}x faster; every trial identical both ways "
+          f"(val accuracy {', '.join(f'{t.val_accuracy:.4f}' for t in results['together'])})")
+
+
+if __name__ == "__main__":
+    main()
