@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.stage import interrupts_deferred, uninterruptible
+
 EXPERIMENT_PREFIX = "featurebench"
 RUN_GROUP_ENV = "FEATUREBENCH_RUN_GROUP"
 GROUP_TAG = "run_group"
@@ -403,6 +405,7 @@ def group_study(study: str, experiment_names: list[str], tags: dict | None = Non
     return studies
 
 
+@uninterruptible
 def log_study_report(run_id: str, files: list[Path]) -> None:
     """The study's report and figures, on its parent run under `report/`."""
     import mlflow
@@ -445,32 +448,45 @@ def training_run(*, dataset: str, run_name: str, tags: dict, params: dict, data:
     """
     import mlflow
 
-    experiment = connect(dataset)
-    with writable_store(tracking_uri()):  # with the experiment's tags current, the parent run is the stage's first write
-        parent_id = group_parent(experiment.experiment_id, dataset, data)
-    all_tags = {
-        **group_tags(dataset),
-        **tags,
-        GROUP_TAG: run_group(),
-        ROLE_TAG: "stage",
-        PARENT_TAG: parent_id,
-        "pid": str(os.getpid()),
-        "hostname": socket.gethostname(),
-    }
-    if "dvc_stage" in tags:
-        end_abandoned_runs(experiment.experiment_id, tags["dvc_stage"])
-    failed = True
+    parent_id, failed = None, True
     try:
-        with mlflow.start_run(run_name=run_name, tags=all_tags) as run:
+        with interrupts_deferred():  # a Ctrl-C here lands once these writes are done, not inside one
+            experiment = connect(dataset)
+            with writable_store(tracking_uri()):  # with the experiment's tags current, the parent run is the stage's first write
+                parent_id = group_parent(experiment.experiment_id, dataset, data)
+            all_tags = {
+                **group_tags(dataset),
+                **tags,
+                GROUP_TAG: run_group(),
+                ROLE_TAG: "stage",
+                PARENT_TAG: parent_id,
+                "pid": str(os.getpid()),
+                "hostname": socket.gethostname(),
+            }
+            if "dvc_stage" in tags:
+                end_abandoned_runs(experiment.experiment_id, tags["dvc_stage"])
+            run = mlflow.start_run(run_name=run_name, tags=all_tags)
             mlflow.log_params(flatten(params))
             if data is not None:
                 mlflow.MlflowClient().log_inputs(run.info.run_id, datasets=[data.dataset_input()])
-            yield run
+        yield run
         failed = False
     finally:
-        _close_parent(parent_id, failed)
+        if parent_id is not None:
+            _end_stage_run(parent_id, failed)
 
 
+@uninterruptible
+def _end_stage_run(parent_id: str, failed: bool) -> None:
+    """End the active stage run (FINISHED, or FAILED) unless it ended itself (log_failed), then its parent."""
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.end_run("FAILED" if failed else "FINISHED")
+    _close_parent(parent_id, failed)
+
+
+@uninterruptible
 def log_failed(metrics: dict) -> None:
     """End the active stage run FAILED, holding the dict its metrics.json holds: numbers as metrics, text as tags.
 
@@ -484,6 +500,7 @@ def log_failed(metrics: dict) -> None:
     mlflow.end_run("FAILED")
 
 
+@uninterruptible
 def log_history(records) -> None:
     """Per-epoch curves of the active run, step = epoch number: epoch_train_loss, epoch_train_accuracy,
     epoch_val_accuracy, epoch_learning_rate. One batch for all epochs: one SQLite commit, not one per epoch."""
@@ -498,6 +515,7 @@ def log_history(records) -> None:
         client.log_batch(run_id, metrics=batch[start : start + 1000])
 
 
+@uninterruptible
 def log_final(metrics: dict, figures: dict, model, input_example, featurizer_dir: Path | None = None, pictures=()) -> None:
     """The final metrics (the DVC metrics dict itself), figures by file name, pictures (files, under features/), the model.
 
@@ -564,6 +582,7 @@ def trial_record(trial) -> tuple[dict, dict, list[tuple[int, dict]]]:
     return params, metrics, curves
 
 
+@uninterruptible
 def log_trials(trials) -> None:
     """Each search trial as a child run of the active stage run: its settings, score, time and curves."""
     import mlflow
@@ -580,6 +599,7 @@ def log_trials(trials) -> None:
                 client.log_batch(run.info.run_id, metrics=batch[start : start + 1000], params=[Param(k, str(v)) for k, v in params.items()] if start == 0 else [])
 
 
+@uninterruptible
 def log_chosen(chosen: dict) -> None:
     """The hyperparameters chosen on the validation split, as params so they are columns in the UI."""
     import mlflow
@@ -607,6 +627,7 @@ def read_runs(dataset: str, run_ids: list[str]):
     return frame
 
 
+@uninterruptible
 def log_report(dataset: str, files: list[Path]) -> str:
     """Log the report's files to this run group's parent; returns the parent's run id."""
     import mlflow
