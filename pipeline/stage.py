@@ -4,6 +4,7 @@ from __future__ import annotations
 import atexit
 import functools
 import gc
+import os
 import signal
 import sys
 import threading
@@ -46,7 +47,8 @@ _deferring = threading.local()
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Ctrl-C (SIGINT) inside the block takes effect when the outermost such block ends, as a KeyboardInterrupt.
+    """Ctrl-C (SIGINT) inside the block takes effect when the outermost such block ends, as the handler
+    in place before it would have had it (Python's: a KeyboardInterrupt; ignored stays ignored).
 
     For writes to the MLflow store: a KeyboardInterrupt raised inside SQLAlchemy can leave this process's
     SQLite transaction open, and the writes that record the interruption then find the database locked
@@ -57,14 +59,17 @@ def interrupts_deferred() -> Iterator[None]:
         return
     received: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = signal.default_int_handler if previous is None else previous
     _deferring.active = True
     try:
         yield
     finally:
         _deferring.active = False
-        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
-        if received:
-            raise KeyboardInterrupt
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(signal.SIGINT, None)  # Python's own handler raises KeyboardInterrupt
+        elif received and previous == signal.SIG_DFL:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def uninterruptible(function: Callable) -> Callable:
