@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.stage import interrupts_deferred, uninterruptible
+from pipeline.interrupts import interrupts_deferred, uninterruptible
 
 EXPERIMENT_PREFIX = "featurebench"
 RUN_GROUP_ENV = "FEATUREBENCH_RUN_GROUP"
