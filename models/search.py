@@ -69,21 +69,13 @@ def candidates(
 
 
 def run_trial(shared: tuple, candidate: tuple[TrainConfig, MLPConfig]) -> Trial | None:
-    """One trial from seeded weights; None when training diverged.
+    """One trial from seeded weights; None when training diverged (a learning rate too high for this
+    feature set: the other points decide).
 
     shared : (train features, train labels, val features, val labels, device, augment, progress),
     the same for every trial, so a parallel map sends them to each worker once.
     """
-    train_features, train_labels, val_features, val_labels, device, augment, progress = shared
-    config, model_config = candidate
-    torch.manual_seed(config.seed)
-    model = MLP(model_config)
-    start = time.perf_counter()
-    try:
-        history = train(model, config, train_features, train_labels, val_features, val_labels, device=device, progress=progress, augment=augment)
-    except FloatingPointError:
-        return None  # a learning rate too high for this feature set; the other points decide
-    return _trial(config, model_config, history, model, time.perf_counter() - start)
+    return run_trials_together(shared, [candidate])[0]
 
 
 def run_trials_together(shared: tuple, candidates: list[tuple[TrainConfig, MLPConfig]]) -> list[Trial | None]:

@@ -247,8 +247,11 @@ def train(
 
 
 def can_train_together(configs: Sequence[TrainConfig], model_configs: Sequence[MLPConfig]) -> bool:
-    """Whether train_together gives each model exactly what train() alone would: the same seed and batch
-    size (so the same minibatches, flips and shifts), and no dropout (which draws from torch's global generator)."""
+    """Whether train_together gives each model exactly what train() alone would: one model always; several
+    with the same seed and batch size (so the same minibatches, flips and shifts) and no dropout (which
+    draws from torch's global generator, shared between them)."""
+    if len(configs) == 1:
+        return True
     return len({(config.seed, config.batch_size) for config in configs}) == 1 and all(model.dropout == 0 for model in model_configs)
 
 

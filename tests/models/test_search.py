@@ -1,8 +1,10 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
 from models.mlp import MLPConfig
-from models.search import HUGE_FEATURE, SearchSpace, candidates, diagnose, refit, search
+from models.search import HUGE_FEATURE, SearchSpace, candidates, diagnose, refit, run_trial, search
 from models.training import TrainConfig, TrainingFailed, evaluate
 from tests.models.test_training import separable_blobs
 
@@ -153,3 +155,13 @@ def test_a_search_in_this_process_trains_its_trials_together_with_the_results_of
         assert (left.config, left.history, left.best_epoch) == (right.config, right.history, right.best_epoch)
         assert all(torch.equal(a, b) for a, b in zip(left.model.state_dict().values(), right.model.state_dict().values()))
     assert together[0].config == apart[0].config
+
+
+def test_a_search_over_dropout_models_trains_them_one_after_another_with_the_results_of_each_alone():
+    x, y = separable_blobs(n_per_class=40)
+    configs = candidates(SearchSpace([0.001, 0.01], [0.0], [[8]], [3]), BASE, replace(BASE_MODEL, dropout=0.3), "grid", 2, 0)
+    _, trials = search(configs, x, y, x[:30], y[:30], torch.device("cpu"), progress=False)
+    assert [trial.config.learning_rate for trial in trials] == [0.001, 0.01]
+    for trial in trials:
+        alone = run_trial((x, y, x[:30], y[:30], torch.device("cpu"), None, False), (trial.config, trial.model_config))
+        assert alone.history == trial.history

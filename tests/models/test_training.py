@@ -307,3 +307,17 @@ def test_models_that_would_not_see_the_same_minibatches_do_not_train_together(co
     x, y = separable_blobs()
     with pytest.raises(ValueError, match="one seed and batch size and no dropout"):
         train_together([MLP(config) for config in model_configs], configs, x, y, x, y, progress=False)
+
+
+def test_one_model_with_dropout_trains_alone_and_repeats_exactly():
+    """Dropout only keeps several models from training together; one model always can."""
+    x, y = separable_blobs()
+    config = TrainConfig(epochs=3, batch_size=32, learning_rate=0.01)
+    assert can_train_together([config], [MLPConfig(5, 3, [8], dropout=0.5)])
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = MLP(MLPConfig(5, 3, [8], dropout=0.5))
+        runs.append((train(model, config, x, y, x, y, progress=False), _state(model)))
+    assert len(runs[0][0]) == 3 and runs[0][0] == runs[1][0]
+    assert all(torch.equal(runs[0][1][name], runs[1][1][name]) for name in runs[0][1])
