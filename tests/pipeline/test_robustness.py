@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -114,18 +115,48 @@ def mlflow_run_running(project: Path, stage: str):
     return evidence
 
 
+# A pytest worker may hold SIGINT ignored or blocked (both survive fork and exec), and a stage started
+# under it would then never see the Ctrl-C: `dvc repro` starts as from a terminal, SIGINT at its default.
+AS_FROM_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
+def sigint_states(group: int) -> dict[str, str]:
+    """{command line: ignored / blocked / handled / default} for SIGINT in each process of a process group."""
+    states = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or os.getpgid(int(entry.name)) != group:
+                continue
+            status = dict(line.split(":\t", 1) for line in (entry / "status").read_text().splitlines() if ":\t" in line)
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except (OSError, ValueError):
+            continue
+        bit = 1 << (signal.SIGINT - 1)
+        masks = {name: int(status[key].strip(), 16) & bit for name, key in (("ignored", "SigIgn"), ("blocked", "SigBlk"), ("handled", "SigCgt"))}
+        states[command] = next((name for name, set_ in masks.items() if set_), "default")
+    return states
+
+
 def repro_killed(project: Path, env: dict, evidence, sig: signal.Signals) -> int:
     """Start `dvc repro` in its own process group; once evidence() holds, send `sig` to the whole group."""
     with open(project / "repro.log", "a") as log:
-        process = subprocess.Popen(["dvc", "repro"], cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        command = [sys.executable, "-c", AS_FROM_A_TERMINAL, "dvc", "repro"]
+        process = subprocess.Popen(command, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             start = time.monotonic()
             while not evidence():
                 assert process.poll() is None, f"dvc repro ended before the stage to kill started:\n{(project / 'repro.log').read_text()[-3000:]}"
                 assert time.monotonic() - start < DEADLINE_SECONDS, "the stage to kill never started"
                 time.sleep(0.05)
+            states = sigint_states(process.pid)
             os.killpg(process.pid, sig)
-            return process.wait(timeout=120)
+            try:
+                return process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"dvc repro went on for 2 minutes after {sig.name}; SIGINT in its processes when sent: {states}") from None
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
