@@ -182,35 +182,43 @@ class MappedRows:
                 _read_exactly(handle.fileno(), _bytes_of(out), self.offset + start * self.row_bytes, self.path)
         return out
 
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return self.shape[1:]
+
     def rows(self, indices) -> np.ndarray:
         """The rows at `indices`, in that order: held rows from memory, the others read in ascending file order."""
         indices = np.asarray(indices, dtype=np.int64)
         held = _HELD_ROWS.get(self.path)
-        if held is not None:
-            if len(held) == len(self) or (len(indices) and indices.max() < len(held)):
-                return held[indices]
-            out = np.empty((len(indices), *self.shape[1:]), self.dtype)
-            in_memory = indices < len(held)
-            out[in_memory] = held[indices[in_memory]]
-            out[~in_memory] = self._read(indices[~in_memory])
-            return out
-        if len(indices) and np.all(np.diff(indices) == 1):
+        if held is not None and (len(held) == len(self) or (len(indices) and indices.max() < len(held))):
+            return held[indices]
+        if held is None and len(indices) and np.all(np.diff(indices) == 1):
             return self.slice(int(indices[0]), int(indices[-1]) + 1)
-        return self._read(indices)
+        return rows_read_into(self, indices)
 
-    def _read(self, indices: np.ndarray) -> np.ndarray:
-        """One positioned read per row, in ascending file order, straight into the output."""
-        out = np.empty((len(indices), *self.shape[1:]), self.dtype)
-        if len(indices) and (indices.min() < 0 or indices.max() >= len(self)):
+    def read_into(self, indices: np.ndarray, out: np.ndarray, positions: np.ndarray, column: int = 0) -> None:
+        """Row indices[k] into out[positions[k], column : column + dim] (out: a C-contiguous (n, D) array of
+        this file's dtype): held rows from memory, the others with one positioned read each, straight into
+        `out`, in ascending file order."""
+        held = _HELD_ROWS.get(self.path)
+        if held is not None:
+            in_memory = indices < len(held)
+            if in_memory.any():
+                out[positions[in_memory], column : column + self.dim] = held[indices[in_memory]].reshape(-1, self.dim)
+            indices, positions = indices[~in_memory], positions[~in_memory]
+        if not len(indices):
+            return
+        if not out.flags.c_contiguous:
+            raise ValueError("read_into needs a C-contiguous output array")
+        if indices.min() < 0 or indices.max() >= len(self):
             raise IndexError(f"row indices outside 0..{len(self) - 1} of {self.path}")
-        flat = _bytes_of(out)
-        row_bytes = self.row_bytes
+        flat, row_bytes = _bytes_of(out), self.row_bytes
+        out_row_bytes, column_bytes = out.shape[1] * out.itemsize, column * out.itemsize
         with open(self.path, "rb", buffering=0) as handle:
             descriptor = handle.fileno()
-            for position in np.argsort(indices, kind="stable"):
-                row_view = flat[int(position) * row_bytes : (int(position) + 1) * row_bytes]
-                _read_exactly(descriptor, row_view, self.offset + int(indices[position]) * row_bytes, self.path)
-        return out
+            for k in np.argsort(indices, kind="stable"):
+                start = int(positions[k]) * out_row_bytes + column_bytes
+                _read_exactly(descriptor, flat[start : start + row_bytes], self.offset + int(indices[k]) * row_bytes, self.path)
 
     def batches(self, batch_size: int = STATISTICS_CHUNK_ROWS) -> Iterator[np.ndarray]:
         for start in range(0, len(self), batch_size):
@@ -229,6 +237,29 @@ def _read_exactly(descriptor: int, into: memoryview, offset: int, path: Path) ->
         if count == 0:
             raise EOFError(f"{path} ends before the rows its header promises; re-run the stage that wrote it")
         into, offset = into[count:], offset + count
+
+
+def rows_read_into(source, indices) -> np.ndarray:
+    """source.rows(indices) for a source with read_into: one output array, every row read straight into it
+    (a feature set's members side by side, a split's mirrored rows after it), no intermediate copies."""
+    indices = np.asarray(indices, dtype=np.int64)
+    out = np.empty((len(indices), source.dim), source.dtype)
+    source.read_into(indices, out, np.arange(len(indices)), 0)
+    return out.reshape(len(indices), *source.row_shape)
+
+
+def read_into(source, indices: np.ndarray, out: np.ndarray, positions: np.ndarray, column: int) -> None:
+    """source.read_into where it has one; else its rows() copied into place."""
+    if hasattr(source, "read_into") and getattr(source, "dtype", None) == out.dtype:
+        source.read_into(indices, out, positions, column)
+    else:
+        out[positions, column : column + source.dim] = np.asarray(source.rows(indices)).reshape(len(indices), -1)
+
+
+def common_dtype(parts: Sequence) -> np.dtype | None:
+    """The parts' dtype when they all have the same one, else None (then rows are concatenated as read)."""
+    dtypes = {np.dtype(part.dtype) for part in parts if hasattr(part, "dtype")}
+    return dtypes.pop() if len(dtypes) == 1 and all(hasattr(part, "dtype") for part in parts) else None
 
 
 # path -> the file's leading rows, in memory (see the module docstring: Speed)
@@ -296,8 +327,25 @@ class ColumnConcatenation:
     def dim(self) -> int:
         return sum(part.dim for part in self.parts)
 
+    @property
+    def dtype(self) -> np.dtype | None:
+        return common_dtype(self.parts)
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return (self.dim,)
+
     def rows(self, indices) -> np.ndarray:
-        return np.concatenate([part.rows(indices) for part in self.parts], axis=1)
+        if len(self.parts) == 1:
+            return self.parts[0].rows(indices)
+        if self.dtype is None:
+            return np.concatenate([np.asarray(part.rows(indices)).reshape(len(indices), -1) for part in self.parts], axis=1)
+        return rows_read_into(self, indices)
+
+    def read_into(self, indices: np.ndarray, out: np.ndarray, positions: np.ndarray, column: int = 0) -> None:
+        for part in self.parts:
+            read_into(part, indices, out, positions, column)
+            column += part.dim
 
     def batches(self, batch_size: int = STATISTICS_CHUNK_ROWS) -> Iterator[np.ndarray]:
         for start in range(0, len(self), batch_size):
@@ -318,9 +366,21 @@ class AppendedRows:
     def dim(self) -> int:
         return self.parts[0].dim
 
+    @property
+    def dtype(self) -> np.dtype | None:
+        return common_dtype(self.parts)
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return tuple(getattr(self.parts[0], "row_shape", (self.dim,)))
+
     def rows(self, indices) -> np.ndarray:
         indices = np.asarray(indices, dtype=np.int64)
         which = np.searchsorted(self.starts, indices, side="right") - 1
+        if len(indices) and np.all(which == which[0]):  # all from one part: its own rows, no copy
+            return self.parts[which[0]].rows(indices - self.starts[which[0]])
+        if self.dtype is not None:
+            return rows_read_into(self, indices)
         out = None
         for part_index, part in enumerate(self.parts):
             chosen = np.flatnonzero(which == part_index)
@@ -331,6 +391,13 @@ class AppendedRows:
                 out = np.empty((len(indices), *rows.shape[1:]), rows.dtype)
             out[chosen] = rows
         return out if out is not None else self.parts[0].rows(indices)
+
+    def read_into(self, indices: np.ndarray, out: np.ndarray, positions: np.ndarray, column: int = 0) -> None:
+        which = np.searchsorted(self.starts, indices, side="right") - 1
+        for part_index, part in enumerate(self.parts):
+            chosen = np.flatnonzero(which == part_index)
+            if len(chosen):
+                read_into(part, indices[chosen] - self.starts[part_index], out, positions[chosen], column)
 
 
 class StandardizedRows:

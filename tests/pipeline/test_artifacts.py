@@ -160,3 +160,51 @@ def test_the_row_budget_comes_from_the_environment_and_zero_holds_nothing(tmp_pa
     monkeypatch.setenv("FEATUREBENCH_ROW_CACHE_MB", "a lot")
     with pytest.raises(ValueError, match="FEATUREBENCH_ROW_CACHE_MB must be a number of megabytes"):
         row_cache_budget()
+
+
+class RowsOnly:
+    """A row source with rows() alone (no dtype, no read_into), as a plug-in or MirroredImageRows is."""
+
+    def __init__(self, values: np.ndarray):
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def dim(self) -> int:
+        return self.values.shape[1]
+
+    def rows(self, indices) -> np.ndarray:
+        return self.values[np.asarray(indices)]
+
+
+def test_a_feature_set_with_mirrored_rows_partly_held_reads_what_memory_holds(tmp_path, no_held_rows):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(200, 7)).astype(np.float32), rng.normal(size=(200, 3)).astype(np.float32)
+    a_mirrored, b_mirrored = a[::-1].copy(), b[::-1].copy()
+    source = AppendedRows([
+        ColumnConcatenation([write_rows(tmp_path / "a.npy", a, 64), write_rows(tmp_path / "b.npy", b, 64)]),
+        ColumnConcatenation([write_rows(tmp_path / "a_m.npy", a_mirrored, 64), RowsOnly(b_mirrored)]),
+    ])
+    expected = np.concatenate([np.concatenate([a, b], 1), np.concatenate([a_mirrored, b_mirrored], 1)])
+    indices = rng.integers(0, 400, 300)  # any order, repeats, both halves
+    np.testing.assert_array_equal(source.rows(indices), expected[indices])
+    hold_rows([source], budget=150 * 7 * 4)  # 150 of a's rows, nothing else
+    np.testing.assert_array_equal(source.rows(indices), expected[indices])
+    np.testing.assert_array_equal(source.rows(np.arange(210, 230)), expected[210:230])  # one part only
+    np.testing.assert_array_equal(source.rows([]), np.zeros((0, 10), np.float32))
+
+
+def test_members_of_different_dtypes_are_concatenated_as_numpy_would(tmp_path):
+    pixels = np.arange(12, dtype=np.uint8).reshape(4, 3)
+    scores = np.linspace(0, 1, 8, dtype=np.float32).reshape(4, 2)
+    both = ColumnConcatenation([write_rows(tmp_path / "p.npy", pixels, 2), write_rows(tmp_path / "s.npy", scores, 2)])
+    np.testing.assert_array_equal(both.rows([3, 1]), np.concatenate([pixels, scores], 1)[[3, 1]])
+    assert both.rows([0]).dtype == np.float32
+
+
+def test_images_read_from_two_files_keep_their_shape(tmp_path):
+    images = np.random.default_rng(3).integers(0, 256, (6, 4, 4, 3), dtype=np.uint8)
+    appended = AppendedRows([write_rows(tmp_path / "x.npy", images[:3], 2), write_rows(tmp_path / "y.npy", images[3:], 2)])
+    np.testing.assert_array_equal(appended.rows([5, 0, 4]), images[[5, 0, 4]])
