@@ -20,7 +20,6 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 from tqdm import tqdm
 
-from pipeline.allocator import reuse_freed_memory
 from pipeline.params import ENGINES
 MAX_RETRIES = 3  # a task whose worker or node dies is run again this many times before the map fails
 TASKS_IN_FLIGHT_PER_CPU = 2  # enough queued work to keep every CPU busy; results wait in order, so memory stays bounded
@@ -88,7 +87,6 @@ def _map_on_ray(function, items: list, shared, cpus_per_task: int, gpus_per_task
 
 def _run_task(function, shared, item, cpus: int):
     """One item on a Ray worker: torch keeps to the task's CPUs, so tasks sharing a node do not oversubscribe it."""
-    reuse_freed_memory()
     if "torch" in sys.modules:  # imported with `function`'s module when it trains; extraction need not load it
         sys.modules["torch"].set_num_threads(max(1, int(cpus)))
     return function(shared, item)

@@ -6,7 +6,6 @@ import gc
 import sys
 from typing import Callable
 
-from pipeline.allocator import reuse_freed_memory
 from pipeline.datasets import DataError
 from pipeline.params import ParamsError
 
@@ -28,7 +27,6 @@ def run_stage(main: Callable[[], None], name: str) -> None:
     # the objects alive then are never collected at shutdown, whose final collection walks everything
     # torch, torch.export and MLflow imported (about a second per stage). The process ends right after.
     atexit.register(gc.freeze)
-    reuse_freed_memory()
     try:
         main()
     except user_errors() as error:
