@@ -20,7 +20,9 @@ from the labels before it writes an image.
 Memory: readers copy rows out of the file with positioned reads (`os.preadv`, one per row, in file
 order), never through a mapping: a mapping holds every page it touched in the process's resident set, so
 a pass over a 2 GB feature file would show as 2 GB of RSS. Writers write through the file (sequential
-batches in order) for the same reason.
+batches in order) for the same reason. A minibatch of a feature set and its mirrored rows is one output
+array that every row is read straight into, at its place and columns (`read_into`): reading each file
+into an array of its own and copying them together cost 7x as much for `bovw`'s 6,400 columns.
 
 Speed: a minibatch of rows at random positions from the page cache costs 2-4x an in-memory gather with
 positioned reads (1.1 ms against 0.2-0.3 ms for 256 HoG or pixel rows on this project's 2-core machine),
