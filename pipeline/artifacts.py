@@ -194,7 +194,7 @@ class MappedRows:
         held = _HELD_ROWS.get(self.path)
         if held is not None and (len(held) == len(self) or (len(indices) and indices.max() < len(held))):
             return held[indices]
-        if held is None and len(indices) and np.all(np.diff(indices) == 1):
+        if consecutive(indices):  # a chunk of a pass over the file: one read
             return self.slice(int(indices[0]), int(indices[-1]) + 1)
         return rows_read_into(self, indices)
 
@@ -239,6 +239,10 @@ def _read_exactly(descriptor: int, into: memoryview, offset: int, path: Path) ->
         if count == 0:
             raise EOFError(f"{path} ends before the rows its header promises; re-run the stage that wrote it")
         into, offset = into[count:], offset + count
+
+
+def consecutive(indices: np.ndarray) -> bool:
+    return bool(len(indices)) and bool(np.all(np.diff(indices) == 1))
 
 
 def rows_read_into(source, indices) -> np.ndarray:
@@ -338,9 +342,10 @@ class ColumnConcatenation:
         return (self.dim,)
 
     def rows(self, indices) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64)
         if len(self.parts) == 1:
             return self.parts[0].rows(indices)
-        if self.dtype is None:
+        if self.dtype is None or consecutive(indices):  # a chunk of a pass: one read per member, then one copy
             return np.concatenate([np.asarray(part.rows(indices)).reshape(len(indices), -1) for part in self.parts], axis=1)
         return rows_read_into(self, indices)
 
