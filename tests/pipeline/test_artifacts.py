@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from features import get_extractor
+from models.training import TensorRows
 from pipeline.artifacts import (
     AppendedRows,
     ColumnConcatenation,
@@ -162,22 +164,6 @@ def test_the_row_budget_comes_from_the_environment_and_zero_holds_nothing(tmp_pa
         row_cache_budget()
 
 
-class RowsOnly:
-    """A row source with rows() alone (no dtype, no read_into), as a plug-in or MirroredImageRows is."""
-
-    def __init__(self, values: np.ndarray):
-        self.values = values
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    @property
-    def dim(self) -> int:
-        return self.values.shape[1]
-
-    def rows(self, indices) -> np.ndarray:
-        return self.values[np.asarray(indices)]
-
 
 def test_a_feature_set_with_mirrored_rows_partly_held_reads_what_memory_holds(tmp_path, no_held_rows):
     rng = np.random.default_rng(0)
@@ -185,7 +171,7 @@ def test_a_feature_set_with_mirrored_rows_partly_held_reads_what_memory_holds(tm
     a_mirrored, b_mirrored = a[::-1].copy(), b[::-1].copy()
     source = AppendedRows([
         ColumnConcatenation([write_rows(tmp_path / "a.npy", a, 64), write_rows(tmp_path / "b.npy", b, 64)]),
-        ColumnConcatenation([write_rows(tmp_path / "a_m.npy", a_mirrored, 64), RowsOnly(b_mirrored)]),
+        ColumnConcatenation([write_rows(tmp_path / "a_m.npy", a_mirrored, 64), TensorRows(torch.from_numpy(b_mirrored))]),  # rows() alone: no dtype, no read_into
     ])
     expected = np.concatenate([np.concatenate([a, b], 1), np.concatenate([a_mirrored, b_mirrored], 1)])
     indices = rng.integers(0, 400, 300)  # any order, repeats, both halves
