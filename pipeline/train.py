@@ -376,11 +376,12 @@ def main() -> None:
     base.precision = resolve_precision(section.precision, device, section.batch_size, base_model.input_dim, first_layer_width[0])
     stage = args.stage or f"train@{args.classifier}-{args.feature_set}"
     run_tags = {"classifier": args.classifier, "feature_set": args.feature_set, "dvc_stage": stage}
+    refit_chosen = section.refits(len(data.train_only))
     run_params = {
         "classifier": args.classifier,
         "feature_set": args.feature_set,
         "model": {k: v for k, v in asdict(base_model).items() if k not in ("input_dim", "n_classes", "hidden_sizes")},
-        "search": {**asdict(space), "method": section.search, "budget": section.budget, "refit": section.refit},
+        "search": {**asdict(space), "method": section.search, "budget": section.budget, "refit": refit_chosen, "refit_setting": section.refit},
         "train": {k: v for k, v in asdict(base).items() if k not in ("learning_rate", "reg_strength", "epochs")},
         "augment": data.augment_name,
         "device": str(device),
@@ -400,7 +401,7 @@ def main() -> None:
             configs = [(replace(lbfgs, reg_strength=strength), base_model) for strength in section.reg_strengths]
         else:
             configs = candidates(space, base, base_model, section.search, section.budget, section.training_seed(params.seed))
-        fitted = fit_and_score(data, configs, device, section.refit, params.engine)
+        fitted = fit_and_score(data, configs, device, refit_chosen, params.engine)
         tracking.log_trials(fitted.trials)
         tracking.log_history(fitted.best.history)
         chosen = chosen_settings(fitted, is_mlp)

@@ -21,6 +21,14 @@ def write_params(tmp_path, **changes) -> Path:
     return path
 
 
+@pytest.mark.parametrize("setting,small,large", [(True, True, True), (False, False, False), ("auto", True, False)])
+def test_refit_auto_refits_a_small_train_split_and_keeps_the_chosen_trial_on_a_large_one(tmp_path, setting, small, large):
+    from pipeline.params import REFIT_AUTO_BELOW
+
+    params = load_params(write_params(tmp_path, mlp__refit=setting))
+    assert (params.mlp.refits(REFIT_AUTO_BELOW - 1), params.mlp.refits(REFIT_AUTO_BELOW)) == (small, large)
+
+
 def test_the_projects_params_load():
     params = load_params(ROOT / "params.yaml")
     assert params.feature_set_members("hog+color_hist") == ["hog", "color_hist"]
@@ -46,7 +54,7 @@ def test_the_projects_params_load():
         ({"mlp__budget": 0}, "mlp.budget"),
         ({"linear__epochs": [5, 0]}, "linear.epochs"),
         ({"mlp__patience": -1}, "mlp.patience"),
-        ({"mlp__refit": "yes"}, "mlp.refit"),
+        ({"mlp__refit": "yes"}, "mlp.refit must be true, false or auto"),
         ({"mlp__hidden_sizes": [[512], [0]]}, "mlp.hidden_sizes"),
         ({"mlp__activation": "swish"}, "mlp.activation"),
         ({"mlp__dropout": 1.0}, "mlp.dropout"),
