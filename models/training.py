@@ -269,6 +269,8 @@ def train_together(
     progress: bool = True,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     stop_after: int | None = None,
+    twins: Sequence[MLP] = (),
+    train_rows: int | None = None,
 ) -> list[list[EpochRecord] | TrainingFailed]:
     """train() for several models in lockstep: each minibatch is read (and augmented) once and feeds them all.
 
@@ -277,6 +279,11 @@ def train_together(
     (can_train_together says when); a model whose loss stops being finite gets its TrainingFailed in
     the returned list and the others go on. Models may differ in learning rate, regularization,
     epochs, patience, optimizer, precision and architecture.
+
+    twins : a refit of each model in the same pass (one twin per model, its settings): the training
+        rows are then train + validation, the first `train_rows` of them the train split. Each model
+        learns from the train rows of every minibatch, its twin from all of them; a twin stops with its
+        model and ends with its weights of the epoch the model keeps. Their outcomes follow the models'.
     """
     if not can_train_together(configs, [model.config for model in models]):
         raise ValueError("models train together only with one seed and batch size and no dropout")
@@ -288,26 +295,39 @@ def train_together(
         train_features = train_features.to(device)  # in memory: moved once, not a batch at a time
     x, y = as_row_source(train_features), train_labels.to(device)
     runs = [_Run(model.to(device), config, min(config.epochs, stop_after or config.epochs), device) for model, config in zip(models, configs)]
+    twin_runs = [_Twin(twin.to(device), run) for twin, run in zip(twins, runs)]
+    n_train = len(x) if train_rows is None else train_rows
     epochs = tqdm(range(max(run.epochs for run in runs)), desc="train", unit="epoch", disable=not progress, leave=False)
     for epoch in epochs:
         active = [run for run in runs if run.goes_on(epoch)]
         if not active:
             break
-        for run in active:
+        active_twins = [twin for twin in twin_runs if twin.failure is None and twin.partner in active]
+        for run in active + active_twins:
             run.start_epoch(epoch)
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), batch_size):
             batch = order[start : start + batch_size]
             rows, batch = read_rows(x, batch, device), batch.to(device)
-            inputs = rows if augment is None else augment(rows, generator)
+            inputs, labels = rows if augment is None else augment(rows, generator), y[batch]
+            if twin_runs:
+                for twin in active_twins:
+                    twin.learn(inputs, labels)
+                in_train = batch < n_train
+                inputs, labels = inputs[in_train], labels[in_train]
+                if not len(labels):
+                    continue
             for run in active:
-                run.learn(inputs, y[batch])
+                run.learn(inputs, labels)
         finite = [run for run in active if run.end_epoch(epoch)]
         for run, accuracy in zip(finite, evaluate_many([run.model for run in finite], val_features, val_labels) if finite else []):
-            run.record(epoch, len(x), accuracy, no_validation=len(val_labels) == 0)
+            run.record(epoch, n_train, accuracy, no_validation=len(val_labels) == 0)
+        for twin in active_twins:
+            if twin.end_epoch(epoch):
+                twin.record_beside_partner(epoch, len(x))
         if len(runs) == 1 and finite:
             epochs.set_postfix(loss=f"{runs[0].history[-1].train_loss:.3f}", val=f"{runs[0].history[-1].val_accuracy:.3f}")
-    return [run.outcome() for run in runs]
+    return [run.outcome() for run in runs + twin_runs]
 
 
 class _Run:
@@ -321,7 +341,7 @@ class _Run:
         weights = {id(weight) for weight in model.weight_matrices()}  # penalized; biases and batch-norm scales are not
         self.weight_positions = [position for position, parameter in enumerate(self.parameters) if id(parameter) in weights]
         self.history: list[EpochRecord] = []
-        self.best_accuracy, self.best_state = -1.0, None
+        self.best_accuracy, self.best_state, self.improved = -1.0, None, False
         self.failure: TrainingFailed | None = None
 
     def goes_on(self, epoch: int) -> bool:
@@ -357,9 +377,13 @@ class _Run:
     def record(self, epoch: int, n_rows: int, val_accuracy: float, no_validation: bool) -> None:
         record = EpochRecord(epoch + 1, self.total_loss / n_rows, self.correct / n_rows, val_accuracy, self.rate)
         self.history.append(record)
-        if self.config.keep == "best_val" and (no_validation or record.val_accuracy > self.best_accuracy):
+        self.improved = self.config.keep == "best_val" and (no_validation or record.val_accuracy > self.best_accuracy)
+        if self.improved:
             self.best_accuracy = record.val_accuracy
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.keep_weights()
+
+    def keep_weights(self) -> None:
+        self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def outcome(self) -> list[EpochRecord] | TrainingFailed:
         if self.failure is not None:
@@ -367,6 +391,27 @@ class _Run:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return self.history
+
+
+class _Twin(_Run):
+    """A model's refit in train_together's pass: same settings, every row of the minibatches (train and
+    validation), stopped with its partner, and kept at the epoch whose weights the partner keeps."""
+
+    def __init__(self, model: MLP, partner: _Run):
+        super().__init__(model, partner.config, partner.epochs, partner.device)
+        self.partner = partner
+
+    def end_epoch(self, epoch: int) -> bool:
+        if super().end_epoch(epoch):
+            return True
+        what = f"the refit on train + validation diverged at epoch {epoch + 1} with learning_rate {self.config.learning_rate:g}"
+        self.failure = TrainingFailed(what, "lower learning_rate")
+        return False
+
+    def record_beside_partner(self, epoch: int, n_rows: int) -> None:
+        self.history.append(EpochRecord(epoch + 1, self.total_loss / n_rows, self.correct / n_rows, math.nan, self.rate))
+        if self.partner.improved:
+            self.keep_weights()
 
 
 def best_record(history: list[EpochRecord]) -> EpochRecord:

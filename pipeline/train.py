@@ -31,7 +31,7 @@ from models.augment import MirroredImageRows, augmentation
 from models.figures import confusion_figure, confusion_matrix, learning_curve_figure, templates_figure
 from models.mlp import MLPConfig, StandardizedClassifier
 from models.precision import resolve_precision
-from models.search import SearchSpace, candidates, refit, search
+from models.search import SearchSpace, candidates, refit, search, search_and_refit
 from models.solvers import LBFGSConfig, lbfgs_path, refit_lbfgs
 from models.training import TrainConfig, TrainingFailed, choose_device, evaluate, fit_channel_standardization, fit_standardization, kept_record, predict
 from pipeline import tracking
@@ -199,21 +199,31 @@ def fit_and_score(data: TrainingData, configs: list, device: torch.device, refit
 
     engine : where the trials run (pipeline.engine): one Ray task each with `ray` (a GPU each when
     training on one); with `local`, in this process, together where they can (models.search). The
-    trials' results, and so the choice, are the same either way.
+    trials' results, and so the choice, are the same either way. A linear model's lone candidate trains
+    beside its refit in one pass, in this process (models.search.search_and_refit: a lone trial gains
+    nothing from a Ray task, and the pass reads each row once for both).
     """
     if isinstance(configs[0][0], LBFGSConfig):
         return fit_and_score_lbfgs(data, configs, device, refit_chosen)
-    map_trials = None  # local: in this process, trials that can train together in one pass over the rows
-    if engine == "ray":
-        map_trials = functools.partial(map_in_order, engine=engine, description="search", unit="trial", gpus_per_task=1 if device.type == "cuda" else 0)
     start = time.perf_counter()
-    best, trials = search(
-        configs, data.train, data.train_labels, data.val, data.val_labels, device, augment=data.augment, class_names=data.class_names, map_trials=map_trials
-    )
-    search_seconds = time.perf_counter() - start
-    model = best.model
-    if refit_chosen:
-        model, _ = refit(best, data.refit, data.refit_labels, device, augment=data.augment)
+    if refit_chosen and len(configs) == 1 and not configs[0][1].hidden_sizes:
+        # a linear model with nothing to choose between: its refit trains in the search's pass over the rows
+        # (reading them is most of its epoch; an MLP's is compute, which a refit stopped at the best epoch saves)
+        best, trials, model = search_and_refit(
+            configs[0], data.train, data.train_labels, data.refit, data.refit_labels, data.val, data.val_labels, device, data.augment, class_names=data.class_names
+        )
+        search_seconds = time.perf_counter() - start
+    else:
+        map_trials = None  # local: in this process, trials that can train together in one pass over the rows
+        if engine == "ray":
+            map_trials = functools.partial(map_in_order, engine=engine, description="search", unit="trial", gpus_per_task=1 if device.type == "cuda" else 0)
+        best, trials = search(
+            configs, data.train, data.train_labels, data.val, data.val_labels, device, augment=data.augment, class_names=data.class_names, map_trials=map_trials
+        )
+        search_seconds = time.perf_counter() - start
+        model = best.model
+        if refit_chosen:
+            model, _ = refit(best, data.refit, data.refit_labels, device, augment=data.augment)
     train_seconds = time.perf_counter() - start
     model = model.cpu()
     return Fitted(best, trials, model, predict(model, data.test).numpy(), search_seconds, train_seconds)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from models.mlp import MLPConfig
-from models.search import HUGE_FEATURE, SearchSpace, candidates, diagnose, refit, run_trial, search
+from models.search import HUGE_FEATURE, SearchSpace, candidates, diagnose, refit, run_trial, search, search_and_refit
 from models.training import TrainConfig, TrainingFailed, evaluate
 from tests.models.test_training import separable_blobs
 
@@ -49,6 +49,65 @@ def test_refit_trains_the_chosen_settings_afresh_for_the_chosen_epochs():
     # same data, seed and rates as the trial: the refit retraces it epoch for epoch
     assert [r.train_loss for r in history] == pytest.approx([r.train_loss for r in best.history[: best.best_epoch]])
     assert evaluate(model, x, y) == best.val_accuracy
+
+
+CPU = torch.device("cpu")
+
+
+def lone_candidate(**settings) -> tuple:
+    (candidate,) = candidates(SearchSpace([0.01], [0.0], [[8]], [6]), replace(BASE, **settings), BASE_MODEL, "grid", 1, 0)
+    return candidate
+
+
+def train_and_val() -> tuple:
+    """Separable blobs, every fifth row held out for validation."""
+    x, y = separable_blobs(n_per_class=50)
+    held_out = torch.arange(len(x)) % 5 == 0
+    return x[~held_out], y[~held_out], x[held_out], y[held_out]
+
+
+def weights(model) -> list:
+    return [parameter.detach().clone() for parameter in model.parameters()]
+
+
+def test_a_lone_candidate_searched_with_its_refit_is_the_trial_search_gives_and_a_twin_that_retraces_it():
+    x, y, val_x, val_y = train_and_val()
+    candidate = lone_candidate()
+    alone, _ = search([candidate], x, y, val_x, val_y, CPU, progress=False)
+    # refit rows with no validation rows in them: the twin sees the trial's minibatches
+    trial, trials, twin = search_and_refit(candidate, x, y, x, y, val_x, val_y, CPU, progress=False)
+    assert trials == [trial] and trial.history == alone.history and trial.best_epoch == alone.best_epoch < 6
+    for ours, theirs in zip(weights(trial.model), weights(alone.model)):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    for ours, theirs in zip(weights(twin), weights(trial.model)):  # kept at the trial's epoch, not the last
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+def test_in_the_joint_pass_only_the_refit_learns_from_the_validation_rows():
+    x, y, val_x, val_y = train_and_val()
+    candidate = lone_candidate(keep="last")
+    runs = [search_and_refit(candidate, x, y, torch.cat([x, rows]), torch.cat([y, val_y]), val_x, val_y, CPU, progress=False) for rows in (val_x, -val_x)]
+    (first, _, first_refit), (second, _, second_refit) = runs
+    assert first.history == second.history  # the trial never saw them
+    for ours, theirs in zip(weights(first.model), weights(second.model)):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    assert any(not torch.equal(ours, theirs) for ours, theirs in zip(weights(first_refit), weights(second_refit)))
+
+
+def test_the_refit_in_the_joint_pass_is_the_refit_that_would_follow_the_search():
+    x, y, val_x, val_y = train_and_val()
+    candidate = lone_candidate(keep="last")  # kept at the last epoch: the refit after the search trains all of them
+    rows, labels = torch.cat([x, val_x]), torch.cat([y, val_y])
+    trial, _, twin = search_and_refit(candidate, x, y, rows, labels, val_x, val_y, CPU, progress=False)
+    after, _ = refit(trial, rows, labels, CPU, progress=False)  # the same seed draws the same minibatches of the same rows
+    for ours, theirs in zip(weights(twin), weights(after)):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+def test_a_refit_that_diverges_beside_a_converging_trial_fails_the_stage_naming_the_refit():
+    x, y = separable_blobs(n_per_class=40)
+    with pytest.raises(TrainingFailed, match="refit on train \+ validation diverged"):
+        search_and_refit(only_rate(0.01)[0], x, y, torch.cat([x, x * 1e20]), torch.cat([y, y]), x, y, CPU, progress=False)
 
 
 # squared hinge grows with the margin violated, so a step too long diverges (on these blobs: from 1)

@@ -62,9 +62,10 @@ def test_a_column_constant_on_train_stays_modest_elsewhere(feature_project):
     assert np.abs(data.test.rows(np.arange(30))).max() < 20
 
 
-def test_training_from_memory_maps_equals_training_from_tensors(feature_project):
+@pytest.mark.parametrize("hidden_sizes", [[8], []])  # an MLP refits after its search; a linear model in the same pass
+def test_training_from_memory_maps_equals_training_from_tensors(feature_project, hidden_sizes):
     data = load_training_data(["a", "b"], "a+b", "flip")
-    configs = candidates(SearchSpace([0.01], [1e-4], [[8]], [3]), TrainConfig(batch_size=16), MLPConfig(5, 3), "grid", 1, 0)
+    configs = candidates(SearchSpace([0.01], [1e-4], [hidden_sizes], [3]), TrainConfig(batch_size=16), MLPConfig(5, 3), "grid", 1, 0)
     mapped = fit_and_score(data, configs, torch.device("cpu"), refit_chosen=True)
     for name in ("train", "val", "refit", "test"):
         source = getattr(data, name)
@@ -73,6 +74,7 @@ def test_training_from_memory_maps_equals_training_from_tensors(feature_project)
     for ours, theirs in zip(mapped.model.parameters(), in_memory.model.parameters()):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
     np.testing.assert_array_equal(mapped.test_predictions, in_memory.test_predictions)
+    assert mapped.model is not mapped.best.model  # the refit, trained on train + val
 
 
 def test_results_are_written_with_the_metrics_they_were_scored_with(feature_project):
