@@ -1,0 +1,70 @@
+"""A linear stage's lone candidate: its search then its refit (the baseline) against both in one pass.
+
+A script, not a test. Run it inside a project whose features are extracted (`dvc repro` has run: it
+reads `data/`), e.g. a CIFAR-10 workspace:
+    python PATH/TO/tests/benchmarks/bench_joint_refit.py --feature-set bovw --epochs 3
+It opens the feature set as a train stage does (`pipeline.train.load_training_data`), takes the linear
+section's settings for it (its first learning rate and reg_strength; `--epochs` instead of its epochs,
+to keep the run short; `keep: last`, so that the refit after the search trains every epoch), then trains
+both ways, alternately, `--repeats` times each: `models.search.search` then `refit`, and
+`search_and_refit`. It checks that the refit's weights are the same both ways and prints the median
+seconds and their ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from models.mlp import MLPConfig  # noqa: E402
+from models.search import refit, search, search_and_refit  # noqa: E402
+from models.training import TrainConfig  # noqa: E402
+from pipeline.params import load_params  # noqa: E402
+from pipeline.train import linear_loss, load_training_data  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--feature-set", default="bovw")
+    parser.add_argument("--classifier", default="svm", choices=["svm", "softmax"])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    params = load_params()
+    section = params.linear.for_feature_set(args.feature_set)
+    data = load_training_data(params.feature_set_members(args.feature_set), args.feature_set, section.augment)
+    config = TrainConfig(
+        loss=linear_loss(args.classifier, section.svm_loss), learning_rate=section.learning_rates[0], reg_strength=section.reg_strengths[0],
+        regularization=section.regularization, epochs=args.epochs, batch_size=section.batch_size, momentum=section.momentum,
+        lr_schedule=section.lr_schedule, keep="last", seed=section.training_seed(params.seed),
+    )
+    candidate, cpu = (config, MLPConfig(data.train.dim, len(data.class_names))), torch.device("cpu")
+    print(f"{args.classifier} on {args.feature_set}: {args.epochs} epochs over {len(data.train)} train and {len(data.refit)} "
+          f"train + validation rows ({data.train.dim} columns); torch threads {torch.get_num_threads()}", flush=True)
+    seconds, refits = {"search, then refit": [], "one pass": []}, {}
+    for repeat in range(args.repeats):
+        ways = list(seconds) if repeat % 2 == 0 else list(reversed(seconds))  # alternate who reads a cold cache first
+        for way in ways:
+            start = time.perf_counter()
+            if way == "one pass":
+                _, _, refits[way] = search_and_refit(candidate, data.train, data.train_labels, data.refit, data.refit_labels, data.val, data.val_labels, cpu, progress=False)
+            else:
+                best, _ = search([candidate], data.train, data.train_labels, data.val, data.val_labels, cpu, progress=False)
+                refits[way], _ = refit(best, data.refit, data.refit_labels, cpu, progress=False)
+            seconds[way].append(time.perf_counter() - start)
+            print(f"  {way}: {seconds[way][-1]:.1f} s", flush=True)
+    if not all(torch.equal(a, b) for a, b in zip(refits["one pass"].state_dict().values(), refits["search, then refit"].state_dict().values())):
+        raise SystemExit("the refit differs between the two ways")
+    medians = {way: statistics.median(times) for way, times in seconds.items()}
+    print(f"median of {args.repeats}: search then refit {medians['search, then refit']:.1f} s, one pass {medians['one pass']:.1f} s: "
+          f"{medians['search, then refit'] / medians['one pass']:.2f}x faster; the refit identical both ways")
+
+
+if __name__ == "__main__":
+    main()
