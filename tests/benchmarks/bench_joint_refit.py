@@ -12,10 +12,10 @@ seconds and their ratio.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -24,26 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from models.mlp import MLPConfig  # noqa: E402
 from models.search import refit, search, search_and_refit  # noqa: E402
-from models.training import TrainConfig  # noqa: E402
-from pipeline.params import load_params  # noqa: E402
-from pipeline.train import linear_loss, load_training_data  # noqa: E402
+from tests.benchmarks.bench_search_together import open_linear_stage  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--feature-set", default="bovw")
-    parser.add_argument("--classifier", default="svm", choices=["svm", "softmax"])
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    params = load_params()
-    section = params.linear.for_feature_set(args.feature_set)
-    data = load_training_data(params.feature_set_members(args.feature_set), args.feature_set, section.augment)
-    config = TrainConfig(
-        loss=linear_loss(args.classifier, section.svm_loss), learning_rate=section.learning_rates[0], reg_strength=section.reg_strengths[0],
-        regularization=section.regularization, epochs=args.epochs, batch_size=section.batch_size, momentum=section.momentum,
-        lr_schedule=section.lr_schedule, keep="last", seed=section.training_seed(params.seed),
-    )
+    args, section, data, base = open_linear_stage(__doc__.splitlines()[0], "bovw")
+    config = replace(base, learning_rate=section.learning_rates[0], reg_strength=section.reg_strengths[0], epochs=args.epochs, keep="last")
     candidate, cpu = (config, MLPConfig(data.train.dim, len(data.class_names))), torch.device("cpu")
     print(f"{args.classifier} on {args.feature_set}: {args.epochs} epochs over {len(data.train)} train and {len(data.refit)} "
           f"train + validation rows ({data.train.dim} columns); torch threads {torch.get_num_threads()}", flush=True)

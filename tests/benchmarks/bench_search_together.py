@@ -33,9 +33,11 @@ def one_after_another(function, items, shared):
     return [function(shared, item) for item in items]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--feature-set", default="hog+color_hist")
+def open_linear_stage(description: str, feature_set: str) -> tuple:
+    """(args, section, data, base config) of a linear stage, from the command line (--feature-set,
+    --classifier, --epochs, --repeats) and params.yaml, its rows opened as the train stage opens them."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--feature-set", default=feature_set)
     parser.add_argument("--classifier", default="svm", choices=["svm", "softmax"])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
@@ -47,6 +49,11 @@ def main() -> None:
         loss=linear_loss(args.classifier, section.svm_loss), regularization=section.regularization, batch_size=section.batch_size,
         momentum=section.momentum, lr_schedule=section.lr_schedule, keep=section.keep, seed=section.training_seed(params.seed),
     )
+    return args, section, data, base
+
+
+def main() -> None:
+    args, section, data, base = open_linear_stage(__doc__.splitlines()[0], "hog+color_hist")
     space = SearchSpace(list(section.learning_rates), list(section.reg_strengths), [[]], [args.epochs])
     configs = candidates(space, base, MLPConfig(data.train.dim, len(data.class_names)), "grid", space.size(), 0)
     print(f"{args.classifier} on {args.feature_set}: {len(configs)} trials x {args.epochs} epochs over {len(data.train)} rows "
