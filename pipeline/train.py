@@ -208,7 +208,7 @@ def fit_and_score(data: TrainingData, configs: list, device: torch.device, refit
     start = time.perf_counter()
     if refit_chosen and len(configs) == 1 and not configs[0][1].hidden_sizes:
         # a linear model with nothing to choose between: its refit trains in the search's pass over the rows
-        # (reading them is most of its epoch; an MLP's is compute, which a refit stopped at the best epoch saves)
+        # (each row read once for both; an MLP's epoch is compute, which a refit stopped at the best epoch saves)
         best, trials, model = search_and_refit(
             configs[0], data.train, data.train_labels, data.refit, data.refit_labels, data.val, data.val_labels, device, data.augment, class_names=data.class_names
         )
