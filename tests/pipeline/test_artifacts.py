@@ -164,7 +164,6 @@ def test_the_row_budget_comes_from_the_environment_and_zero_holds_nothing(tmp_pa
         row_cache_budget()
 
 
-
 def test_a_feature_set_with_mirrored_rows_partly_held_reads_what_memory_holds(tmp_path, no_held_rows):
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(200, 7)).astype(np.float32), rng.normal(size=(200, 3)).astype(np.float32)
