@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from models.mlp import MLP, MLPConfig
-from models.training import EpochRecord, TrainConfig, TrainingFailed, can_train_together, kept_record, train, train_together
+from models.training import EpochRecord, TrainConfig, TrainingFailed, can_train_together, kept_record, train_together
 
 SEARCH_METHODS = ("grid", "random")
 BACKOFF_DIVISORS = (10, 100)  # the smallest searched learning rate is divided by these, in turn, when all diverge
@@ -125,7 +125,52 @@ def search(
     divided by 10, then by 100; if they diverge too, TrainingFailed names the cause `diagnose` finds.
     """
     data = (train_features, train_labels, val_features, val_labels)
-    trials = _trials(configs, data, device, augment, progress, map_trials)
+    return _best_or_back_off(_trials(configs, data, device, augment, progress, map_trials), configs, data, device, augment, progress, class_names, map_trials)
+
+
+def search_many(
+    groups: list[list[tuple[TrainConfig, MLPConfig]]],
+    train_features,
+    train_labels: torch.Tensor,
+    val_features,
+    val_labels: torch.Tensor,
+    device: torch.device,
+    augment: Callable | None = None,
+    progress: bool = True,
+    class_names: list[str] | None = None,
+    map_trials: Callable | None = None,
+) -> list[tuple[Trial, list[Trial]] | TrainingFailed]:
+    """search() of each group of candidates (one group per classifier: an SVM's and a softmax's learning
+    rates), in one pass over the rows for all of them where they can train together.
+
+    Each group's outcome is what search() would return for it alone (its best trial and its trials), or
+    the TrainingFailed search() would raise; a group whose every trial diverged backs off on its own.
+    With `map_trials` (search()'s), the groups are searched one after another.
+    """
+    data = (train_features, train_labels, val_features, val_labels)
+    flat = [candidate for group in groups for candidate in group]
+    if map_trials is not None or not can_train_together([config for config, _ in flat], [model_config for _, model_config in flat]):
+        return [_searched_or_failure(group, data, device, augment, progress, class_names, map_trials, None) for group in groups]
+    outcomes, results = run_trials_together((*data, device, augment, progress), flat), []
+    for group in groups:
+        trials, outcomes = [trial for trial in outcomes[: len(group)] if trial is not None], outcomes[len(group) :]
+        results.append(_searched_or_failure(group, data, device, augment, progress, class_names, None, trials))
+    return results
+
+
+def _searched_or_failure(group, data, device, augment, progress, class_names, map_trials, trials: list[Trial] | None):
+    """A group's (best trial, trials) from its `trials` (None: train them now), or the TrainingFailed of its search."""
+    try:
+        if trials is None:
+            trials = _trials(group, data, device, augment, progress, map_trials)
+        return _best_or_back_off(trials, group, data, device, augment, progress, class_names, map_trials)
+    except TrainingFailed as failed:
+        return failed
+
+
+def _best_or_back_off(trials: list[Trial], configs, data, device, augment, progress, class_names, map_trials) -> tuple[Trial, list[Trial]]:
+    """search()'s answer from the trials that did not diverge, backing off below the smallest rate when none did."""
+    train_features, train_labels = data[:2]
     smallest = min(config.learning_rate for config, _ in configs)
     tried = sorted({config.learning_rate for config, _ in configs}, reverse=True)
     for divisor in BACKOFF_DIVISORS:
@@ -245,22 +290,61 @@ def search_and_refit(
     faster than the search then the refit (tests/benchmarks/bench_joint_refit.py), with the refit's
     weights identical. A trial that diverges goes the long way (search's back-off, then refit).
     """
-    config, model_config = candidate
-    torch.manual_seed(config.seed)
-    model = MLP(model_config)
-    torch.manual_seed(config.seed)
-    twin = MLP(model_config)  # the weights refit() would start from
+    (outcome,) = search_and_refit_many([candidate], train_features, train_labels, refit_features, refit_labels, val_features, val_labels, device, augment, progress, class_names)
+    if isinstance(outcome, TrainingFailed):
+        raise outcome
+    return outcome
+
+
+def search_and_refit_many(
+    candidates: list[tuple[TrainConfig, MLPConfig]],
+    train_features,
+    train_labels: torch.Tensor,
+    refit_features,
+    refit_labels: torch.Tensor,
+    val_features,
+    val_labels: torch.Tensor,
+    device: torch.device,
+    augment: Callable | None = None,
+    progress: bool = True,
+    class_names: list[str] | None = None,
+) -> list[tuple[Trial, list[Trial], MLP] | TrainingFailed]:
+    """search_and_refit() of several lone candidates (an SVM's and a softmax's) in one pass over the rows for
+    all of them where they can train together: each outcome as search_and_refit() would return it alone,
+    or the TrainingFailed it would raise."""
+    if not can_train_together([config for config, _ in candidates], [model_config for _, model_config in candidates]):
+        args = (train_features, train_labels, refit_features, refit_labels, val_features, val_labels, device, augment, progress, class_names)
+        return [search_and_refit_many([candidate], *args)[0] for candidate in candidates]
+    models, twins = [], []
+    for config, model_config in candidates:
+        torch.manual_seed(config.seed)
+        models.append(MLP(model_config))
+        torch.manual_seed(config.seed)
+        twins.append(MLP(model_config))  # the weights refit() would start from
+    configs = [config for config, _ in candidates]
     start = time.perf_counter()
-    history, twin_history = train_together(
-        [model], [config], refit_features, refit_labels, val_features, val_labels, device, progress, augment, twins=[twin], train_rows=len(train_features)
+    outcomes = train_together(
+        models, configs, refit_features, refit_labels, val_features, val_labels, device, progress, augment, twins=twins, train_rows=len(train_features)
     )
-    if isinstance(history, TrainingFailed):
-        best, trials = search([candidate], train_features, train_labels, val_features, val_labels, device, augment, progress, class_names)
-        return best, trials, refit(best, refit_features, refit_labels, device, augment, progress)[0]
-    if isinstance(twin_history, TrainingFailed):
-        raise failure(twin_history.reason, refit_features, refit_labels, model_config.n_classes, class_names, config.learning_rate)
-    trial = _trial(config, model_config, history, model, time.perf_counter() - start)
-    return trial, [trial], twin
+    seconds = (time.perf_counter() - start) / len(candidates)
+    histories, twin_histories = outcomes[: len(models)], outcomes[len(models) :]
+    results = []
+    for candidate, model, twin, history, twin_history in zip(candidates, models, twins, histories, twin_histories):
+        config, model_config = candidate
+        if isinstance(history, TrainingFailed):
+            searched = _searched_or_failure([candidate], (train_features, train_labels, val_features, val_labels), device, augment, progress, class_names, None, None)
+            if isinstance(searched, TrainingFailed):
+                results.append(searched)
+                continue
+            best, trials = searched
+            (refitted,) = refit_many([best], refit_features, refit_labels, device, augment, progress)
+            results.append(refitted if isinstance(refitted, TrainingFailed) else (best, trials, refitted))
+        elif isinstance(twin_history, TrainingFailed):
+            results.append(failure(twin_history.reason, refit_features, refit_labels, model_config.n_classes, class_names, config.learning_rate))
+        else:
+            trial = _trial(config, model_config, history, model, seconds)
+            results.append((trial, [trial], twin))
+    return results
 
 
 def refit(
@@ -275,13 +359,42 @@ def refit(
 
     The learning-rate schedule is the trial's, so the refit sees the same rates epoch by epoch.
     """
-    config = replace(chosen.config, patience=0)
-    torch.manual_seed(config.seed)
-    model = MLP(chosen.model_config)
+    (outcome,) = _refits([chosen], features, labels, device, augment, progress)
+    if isinstance(outcome, TrainingFailed):
+        raise outcome
+    return outcome
+
+
+def refit_many(
+    chosen: list[Trial],
+    features,
+    labels: torch.Tensor,
+    device: torch.device,
+    augment: Callable | None = None,
+    progress: bool = True,
+) -> list[MLP | TrainingFailed]:
+    """refit() of each chosen trial (an SVM's and a softmax's), in one pass over the rows where they can
+    train together: each model exactly what refit() would give alone, or the TrainingFailed it would raise."""
+    return [outcome if isinstance(outcome, TrainingFailed) else outcome[0] for outcome in _refits(chosen, features, labels, device, augment, progress)]
+
+
+def _refits(chosen: list[Trial], features, labels, device, augment, progress) -> list[tuple[MLP, list[EpochRecord]] | TrainingFailed]:
+    configs = [replace(trial.config, patience=0) for trial in chosen]
+    if not can_train_together(configs, [trial.model_config for trial in chosen]):
+        return [_refits([trial], features, labels, device, augment, progress)[0] for trial in chosen]
+    models = []
+    for config, trial in zip(configs, chosen):
+        torch.manual_seed(config.seed)
+        models.append(MLP(trial.model_config))
     empty = torch.zeros(0), labels[:0]  # no validation rows: `features` may be a row source, not a tensor
-    try:
-        history = train(model, config, features, labels, *empty, device=device, progress=progress, augment=augment, stop_after=chosen.best_epoch)
-    except FloatingPointError:
-        what = f"the refit on train + validation diverged with learning_rate {config.learning_rate:g}"
-        raise failure(what, features, labels, chosen.model_config.n_classes, None, config.learning_rate) from None
-    return model, history
+    histories = train_together(
+        models, configs, features, labels, *empty, device=device, progress=progress, augment=augment, stop_after=[trial.best_epoch for trial in chosen]
+    )
+    outcomes = []
+    for config, trial, model, history in zip(configs, chosen, models, histories):
+        if isinstance(history, TrainingFailed):
+            what = f"the refit on train + validation diverged with learning_rate {config.learning_rate:g}"
+            outcomes.append(failure(what, features, labels, trial.model_config.n_classes, None, config.learning_rate))
+        else:
+            outcomes.append((model, history))
+    return outcomes

@@ -268,7 +268,7 @@ def train_together(
     device: torch.device | None = None,
     progress: bool = True,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-    stop_after: int | None = None,
+    stop_after: int | Sequence[int] | None = None,
     twins: Sequence[MLP] = (),
     train_rows: int | None = None,
 ) -> list[list[EpochRecord] | TrainingFailed]:
@@ -278,7 +278,8 @@ def train_together(
     training instead of one per rate. Each model gets exactly the updates train() would give it alone
     (can_train_together says when); a model whose loss stops being finite gets its TrainingFailed in
     the returned list and the others go on. Models may differ in learning rate, regularization,
-    epochs, patience, optimizer, precision and architecture.
+    epochs, patience, optimizer, loss, precision and architecture; `stop_after` is one number for all of
+    them or one per model (refits of different trials, each stopped at its trial's best epoch).
 
     twins : a refit of each model in the same pass (one twin per model, its settings): the training
         rows are then train + validation, the first `train_rows` of them the train split. Each model
@@ -294,7 +295,8 @@ def train_together(
     if isinstance(train_features, torch.Tensor):
         train_features = train_features.to(device)  # in memory: moved once, not a batch at a time
     x, y = as_row_source(train_features), train_labels.to(device)
-    runs = [_Run(model.to(device), config, min(config.epochs, stop_after or config.epochs), device) for model, config in zip(models, configs)]
+    stops = stop_after if isinstance(stop_after, Sequence) else [stop_after] * len(models)
+    runs = [_Run(model.to(device), config, min(config.epochs, stop or config.epochs), device) for model, config, stop in zip(models, configs, stops)]
     twin_runs = [_Twin(twin.to(device), run) for twin, run in zip(twins, runs)]
     n_train = len(x) if train_rows is None else train_rows
     epochs = tqdm(range(max(run.epochs for run in runs)), desc="train", unit="epoch", disable=not progress, leave=False)

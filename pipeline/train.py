@@ -1,8 +1,10 @@
-"""Stage `train@CLASSIFIER-FEATURE_SET`: search on val, refit the chosen settings, report test once, log to MLflow.
+"""Stages `train@FEATURE_SET` (`linear`: every linear classifier) and `train_mlp@FEATURE_SET`: search on
+val, refit the chosen settings, report test once, log one MLflow run per classifier.
 
 Three parts, each testable alone: `load_training_data` (memory-mapped features, streaming standardization),
-`fit_and_score` (search, refit, test predictions), `write_results` (the DVC outputs). Minibatches are read
-from disk as the loop asks for them, so memory is bounded by batch size, feature dimension and model.
+`fit_and_score_many` (search, refit, test predictions: the SVM and the softmax of a linear stage in one
+pass over the rows), `write_results` (the DVC outputs). Minibatches are read from disk as the loop asks
+for them, so memory is bounded by batch size, feature dimension and models.
 """
 from __future__ import annotations
 
@@ -20,7 +22,6 @@ import functools
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import asdict, dataclass, replace
 
@@ -31,9 +32,20 @@ from models.augment import MirroredImageRows, augmentation
 from models.figures import confusion_figure, confusion_matrix, learning_curve_figure, templates_figure
 from models.mlp import MLPConfig, StandardizedClassifier
 from models.precision import resolve_precision
-from models.search import SearchSpace, candidates, refit, search, search_and_refit
+from models.search import SearchSpace, candidates, refit_many, search_and_refit_many, search_many
 from models.solvers import LBFGSConfig, lbfgs_path, refit_lbfgs
-from models.training import TrainConfig, TrainingFailed, choose_device, evaluate, fit_channel_standardization, fit_standardization, kept_record, predict
+from models.training import (
+    TrainConfig,
+    TrainingFailed,
+    can_train_together,
+    choose_device,
+    evaluate_many,
+    fit_channel_standardization,
+    fit_standardization,
+    kept_record,
+    predict,
+    predict_many,
+)
 from pipeline import tracking
 from pipeline.artifacts import (
     PREPARED_DIR,
@@ -57,7 +69,7 @@ from pipeline.artifacts import (
 from pipeline.engine import map_in_order
 from pipeline.featurizer import save_featurizer
 from pipeline.io import atomic_path, write_json
-from pipeline.params import CLASSIFIERS, ParamsError, load_params
+from pipeline.params import CLASSIFIERS, LINEAR_CLASSIFIERS, ParamsError, load_params
 from pipeline.scores import per_class_accuracy
 from pipeline.stage import run_stage
 
@@ -110,6 +122,7 @@ class TrainingData:
     """
 
     meta: dict
+    feature_set: str
     members: list[str]
     mean: np.ndarray
     scale: np.ndarray
@@ -162,6 +175,7 @@ def load_training_data(members: list[str], feature_set: str, augment: str) -> Tr
 
     return TrainingData(
         meta=meta,
+        feature_set=feature_set,
         members=members,
         mean=mean,
         scale=scale,
@@ -184,7 +198,8 @@ def load_training_data(members: list[str], feature_set: str, augment: str) -> Tr
 
 @dataclass
 class Fitted:
-    """What the search and the refit leave: the chosen trial, every trial, the final model, its test predictions."""
+    """What the search and the refit leave: the chosen trial, every trial, the final model, its test
+    predictions, and its accuracy on the train split (None: not scored yet)."""
 
     best: object
     trials: list
@@ -192,41 +207,75 @@ class Fitted:
     test_predictions: np.ndarray
     search_seconds: float
     train_seconds: float
+    train_accuracy: float | None = None
 
 
 def fit_and_score(data: TrainingData, configs: list, device: torch.device, refit_chosen: bool, engine: str = "local") -> Fitted:
-    """Search the configurations on val, refit the chosen one on train + val (when asked), predict test once.
+    """fit_and_score_many for one classifier's candidates; raises its TrainingFailed."""
+    (outcome,) = fit_and_score_many(data, [configs], device, refit_chosen, engine)
+    if isinstance(outcome, TrainingFailed):
+        raise outcome
+    return outcome
 
-    engine : where the trials run (pipeline.engine): one Ray task each with `ray` (a GPU each when
-    training on one); with `local`, in this process, together where they can (models.search). The
-    trials' results, and so the choice, are the same either way. A linear model's lone candidate trains
-    beside its refit in one pass, in this process (models.search.search_and_refit: a lone trial gains
-    nothing from a Ray task, and the pass reads each row once for both).
+
+def fit_and_score_many(data: TrainingData, groups: list[list], device: torch.device, refit_chosen: bool, engine: str = "local") -> list[Fitted | TrainingFailed]:
+    """For each group of configurations (one per classifier): search them on val, refit the chosen one
+    on train + val (when asked), predict test once; or the TrainingFailed that stopped it.
+
+    The groups train together, each minibatch read once for all of them (an SVM's and a softmax's
+    learning rates on the same rows: models.search.search_many, refit_many), where their minibatches
+    are the same (one seed and batch size) and `engine` is local; with `ray` each trial is a Ray task
+    (a GPU each when training on one) and the groups run one after another. The results are the same
+    either way; each group's seconds are then an equal share of the joint training. A group with a
+    lone linear candidate trains its refit in the search's pass (models.search.search_and_refit_many:
+    a lone trial gains nothing from a Ray task, so that pass runs in this process with either engine).
     """
-    if isinstance(configs[0][0], LBFGSConfig):
-        return fit_and_score_lbfgs(data, configs, device, refit_chosen)
+    if isinstance(groups[0][0][0], LBFGSConfig):
+        return [_fitted_or_failure(fit_and_score_lbfgs, data, configs, device, refit_chosen) for configs in groups]
+    flat = [candidate for configs in groups for candidate in configs]
+    lone_linear = refit_chosen and all(len(configs) == 1 and not configs[0][1].hidden_sizes for configs in groups)
+    together = (engine == "local" or lone_linear) and can_train_together([config for config, _ in flat], [model_config for _, model_config in flat])
+    if len(groups) > 1 and not together:
+        return [fit_and_score_many(data, [configs], device, refit_chosen, engine)[0] for configs in groups]
     start = time.perf_counter()
-    if refit_chosen and len(configs) == 1 and not configs[0][1].hidden_sizes:
-        # a linear model with nothing to choose between: its refit trains in the search's pass over the rows
-        # (each row read once for both; an MLP's epoch is compute, which a refit stopped at the best epoch saves)
-        best, trials, model = search_and_refit(
-            configs[0], data.train, data.train_labels, data.refit, data.refit_labels, data.val, data.val_labels, device, data.augment, class_names=data.class_names
+    if lone_linear:
+        # nothing to choose between: each refit trains in the search's pass over the rows (each row read once
+        # for both; an MLP's epoch is compute, which a refit stopped at the best epoch saves)
+        outcomes = search_and_refit_many(
+            [configs[0] for configs in groups], data.train, data.train_labels, data.refit, data.refit_labels, data.val, data.val_labels, device, data.augment, class_names=data.class_names
         )
         search_seconds = time.perf_counter() - start
     else:
         map_trials = None  # local: in this process, trials that can train together in one pass over the rows
         if engine == "ray":
             map_trials = functools.partial(map_in_order, engine=engine, description="search", unit="trial", gpus_per_task=1 if device.type == "cuda" else 0)
-        best, trials = search(
-            configs, data.train, data.train_labels, data.val, data.val_labels, device, augment=data.augment, class_names=data.class_names, map_trials=map_trials
-        )
+        searched = search_many(groups, data.train, data.train_labels, data.val, data.val_labels, device, data.augment, class_names=data.class_names, map_trials=map_trials)
         search_seconds = time.perf_counter() - start
-        model = best.model
-        if refit_chosen:
-            model, _ = refit(best, data.refit, data.refit_labels, device, augment=data.augment)
+        chosen = [outcome[0] for outcome in searched if not isinstance(outcome, TrainingFailed)]
+        finals = iter(refit_many(chosen, data.refit, data.refit_labels, device, data.augment) if refit_chosen else [best.model for best in chosen])
+        outcomes = []
+        for outcome in searched:
+            final = outcome if isinstance(outcome, TrainingFailed) else next(finals)
+            outcomes.append(final if isinstance(final, TrainingFailed) else (*outcome, final))
     train_seconds = time.perf_counter() - start
-    model = model.cpu()
-    return Fitted(best, trials, model, predict(model, data.test).numpy(), search_seconds, train_seconds)
+    trained = [outcome for outcome in outcomes if not isinstance(outcome, TrainingFailed)]
+    models = [model.cpu() for _, _, model in trained]
+    predictions = iter(predict_many(models, data.test)) if models else iter(())
+    train_accuracies = iter(evaluate_many(models, data.train_only, data.train_only_labels)) if models else iter(())
+    share = len(groups)
+    return [
+        outcome
+        if isinstance(outcome, TrainingFailed)
+        else Fitted(outcome[0], outcome[1], outcome[2].cpu(), next(predictions).numpy(), search_seconds / share, train_seconds / share, next(train_accuracies))
+        for outcome in outcomes
+    ]
+
+
+def _fitted_or_failure(fit, *args) -> Fitted | TrainingFailed:
+    try:
+        return fit(*args)
+    except TrainingFailed as failed:
+        return failed
 
 
 def with_flipped_images(data: TrainingData, rows, labels: torch.Tensor) -> tuple:
@@ -259,7 +308,7 @@ def score(fitted: Fitted, data: TrainingData, members: list[str], input_dim: int
     """The metrics dict: written to metrics.json and logged to MLflow, one source of truth."""
     test_labels = data.test_labels.numpy()
     return {
-        "train_accuracy": round(evaluate(fitted.model, data.train_only, data.train_only_labels), 4),
+        "train_accuracy": round(fitted.train_accuracy if fitted.train_accuracy is not None else evaluate_many([fitted.model], data.train_only, data.train_only_labels)[0], 4),
         # the chosen trial's score on data it did not train on (the refit model has seen val)
         "val_accuracy": round(fitted.best.val_accuracy, 4),
         "test_accuracy": round(float((fitted.test_predictions == test_labels).mean()), 4),
@@ -318,44 +367,50 @@ def write_results(out: Path, fitted: Fitted, data: TrainingData, chosen: dict, m
     write_json(out / "metrics.json", metrics)
 
 
-@contextmanager
-def failure_recorded(stage: str, classifier: str, feature_set: str, run, dataset: str):
-    """A TrainingFailed inside ends the stage as failed, not as an error: the MLflow run FAILED with the
-    reason, outputs that say so (metrics.json {"status": "failed", "reason": ...}, empty curves), one line
-    on stderr, and exit status 0, so `dvc repro` goes on with the other stages and the report lists this one.
-    """
-    try:
-        yield
-    except TrainingFailed as failure:
-        metrics = {"status": "failed", "reason": str(failure)}
-        tracking.log_failed(metrics)
-        out = train_dir(classifier, feature_set)
-        write_csv(out / "learning_curve.csv", LEARNING_CURVE_COLUMNS, [])
-        write_csv(out / "predictions.csv", PREDICTION_COLUMNS, [])
-        write_json(out / "chosen.json", {})
-        write_json(out / "run.json", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "dataset": dataset})
-        write_json(out / "metrics.json", metrics)
-        print(f"featurebench train: {stage} failed (the other stages go on): {failure}", file=sys.stderr)
-        raise SystemExit(0) from None
+def write_placeholder(classifier: str, feature_set: str, metrics: dict, run_ids: dict) -> None:
+    """A training stage's outputs for a model it did not train (empty curves and choice): the stage's
+    outputs exist whatever happened, and metrics.json says why ({"status": ..., "reason": ...})."""
+    out = train_dir(classifier, feature_set)
+    write_csv(out / "learning_curve.csv", LEARNING_CURVE_COLUMNS, [])
+    write_csv(out / "predictions.csv", PREDICTION_COLUMNS, [])
+    write_json(out / "chosen.json", {})
+    write_json(out / "run.json", run_ids)
+    write_json(out / "metrics.json", metrics)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__)
-    parser.add_argument("classifier", choices=CLASSIFIERS)
-    parser.add_argument("feature_set", help="an extractor name or a '+'-joined combination, e.g. hog+color_hist")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--stage", default=None, help="DVC stage name, recorded as a tag")
-    args = parser.parse_args()
-    params = load_params(args.params)
-    section = params.mlp if args.classifier == "mlp" else params.linear
-    if args.feature_set not in section.feature_sets:
-        raise ParamsError(f"feature set {args.feature_set!r} is not listed in {'mlp' if args.classifier == 'mlp' else 'linear'}.feature_sets")
-    members = params.feature_set_members(args.feature_set)
-    section = section.for_feature_set(args.feature_set)
+def record_failure(stage: str, classifier: str, feature_set: str, run, dataset: str, failure: TrainingFailed) -> None:
+    """A model that could not train ends as failed, not as an error: the MLflow run FAILED with the reason,
+    outputs that say so (metrics.json {"status": "failed", "reason": ...}, empty curves) and one line on
+    stderr; the stage then exits with status 0, so `dvc repro` goes on with the other stages and the
+    report lists this one."""
+    metrics = {"status": "failed", "reason": str(failure)}
+    tracking.log_failed(metrics)
+    write_placeholder(classifier, feature_set, metrics, {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "dataset": dataset})
+    print(f"featurebench train: {classifier} on {feature_set} in {stage} failed (the other stages go on): {failure}", file=sys.stderr)
 
-    data = load_training_data(members, args.feature_set, section.augment)
+
+class FailureRecorded(Exception):
+    """Raised inside a training run whose failure record_failure wrote, so that the run's group fails too."""
+
+
+@dataclass
+class Plan:
+    """One classifier's part of a training stage: what it searches and what its MLflow run records."""
+
+    classifier: str
+    configs: list
+    base_model: MLPConfig
+    run_params: dict
+
+    @property
+    def is_mlp(self) -> bool:
+        return self.classifier == "mlp"
+
+
+def plan_classifier(classifier: str, params, section, data: TrainingData, device: torch.device, refit_chosen: bool) -> Plan:
+    """The candidates a classifier searches on this feature set (its section's settings) and its run's params."""
     class_names = data.class_names
-    is_mlp = args.classifier == "mlp"
+    is_mlp = classifier == "mlp"
     base_model = MLPConfig(
         input_dim=data.train.dim,
         n_classes=len(class_names),
@@ -364,7 +419,7 @@ def main() -> None:
         batchnorm=section.batchnorm if is_mlp else False,
     )
     base = TrainConfig(
-        loss=section.loss if is_mlp else linear_loss(args.classifier, section.svm_loss),
+        loss=section.loss if is_mlp else linear_loss(classifier, section.svm_loss),
         optimizer=section.optimizer,
         regularization=section.regularization,
         batch_size=section.batch_size,
@@ -381,51 +436,95 @@ def main() -> None:
         hidden_sizes=section.hidden_size_options if is_mlp else [[]],
         epochs=section.epoch_options,
     )
-    device = choose_device(params.device)
     first_layer_width = (section.hidden_size_options[0][:1] if is_mlp else []) or [len(class_names)]
     base.precision = resolve_precision(section.precision, device, section.batch_size, base_model.input_dim, first_layer_width[0])
-    stage = args.stage or f"train@{args.classifier}-{args.feature_set}"
-    run_tags = {"classifier": args.classifier, "feature_set": args.feature_set, "dvc_stage": stage}
-    refit_chosen = section.refits(len(data.train_only))
     run_params = {
-        "classifier": args.classifier,
-        "feature_set": args.feature_set,
+        "classifier": classifier,
+        "feature_set": data.feature_set,
         "model": {k: v for k, v in asdict(base_model).items() if k not in ("input_dim", "n_classes", "hidden_sizes")},
         "search": {**asdict(space), "method": section.search, "budget": section.budget, "refit": refit_chosen, "refit_setting": section.refit},
         "train": {k: v for k, v in asdict(base).items() if k not in ("learning_rate", "reg_strength", "epochs")},
         "augment": data.augment_name,
         "device": str(device),
     }
-    solver = "sgd" if is_mlp else section.solver
-    if solver == "lbfgs":
+    if not is_mlp and section.solver == "lbfgs":
         lbfgs = LBFGSConfig(loss=base.loss, regularization=section.regularization, max_iterations=section.max_iterations, keep=section.keep, seed=section.training_seed(params.seed))
         run_params["search"].update(learning_rates=LEARNING_RATE_NOT_APPLICABLE, epochs="not applicable (lbfgs: max_iterations)")
         run_params["train"] = {k: v for k, v in asdict(lbfgs).items() if k != "reg_strength"}
+        configs = [(replace(lbfgs, reg_strength=strength), base_model) for strength in section.reg_strengths]
+    else:
+        configs = candidates(space, base, base_model, section.search, section.budget, section.training_seed(params.seed))
+    return Plan(classifier, configs, base_model, run_params)
+
+
+def log_and_write(planned: Plan, fitted: Fitted, data: TrainingData, run) -> dict:
+    """Everything a trained model leaves: its MLflow run's trials, curves, choice, metrics, figures and
+    deployable model, then the DVC outputs (metrics.json last). Returns the metrics."""
+    feature_set, members = data.feature_set, data.members
+    tracking.log_trials(fitted.trials)
+    tracking.log_history(fitted.best.history)
+    chosen = chosen_settings(fitted, planned.is_mlp)
+    tracking.log_chosen(chosen)
+    metrics = score(fitted, data, members, planned.base_model.input_dim)
+    dataset = data.meta["dataset"]
+    figures = result_figures(fitted, data, f"{planned.classifier} on {feature_set} ({dataset})")
+    deployable = StandardizedClassifier(torch.from_numpy(data.mean), torch.from_numpy(data.scale), fitted.model).eval()
+    with tempfile.TemporaryDirectory() as scratch:
+        featurizer = save_featurizer(Path(scratch), feature_set, members, data.meta)
+        tracking.log_final(metrics, figures, deployable, input_example=data.raw_train.rows([0, 1]), featurizer_dir=featurizer, pictures=feature_previews(members))
+    write_results(train_dir(planned.classifier, feature_set), fitted, data, chosen, metrics, run)
+    print(f"{planned.classifier} on {feature_set}: test accuracy {metrics['test_accuracy']:.4f} ({chosen})")
+    return metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__)
+    parser.add_argument(
+        "classifier",
+        choices=(*CLASSIFIERS, "linear"),
+        help="linear: every classifier of linear.classifiers, trained together (each minibatch read once for all)",
+    )
+    parser.add_argument("feature_set", help="an extractor name or a '+'-joined combination, e.g. hog+color_hist")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--stage", default=None, help="DVC stage name, recorded as a tag")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    is_mlp = args.classifier == "mlp"
+    section = params.mlp if is_mlp else params.linear
+    if args.feature_set not in section.feature_sets:
+        raise ParamsError(f"feature set {args.feature_set!r} is not listed in {'mlp' if is_mlp else 'linear'}.feature_sets")
+    classifiers = list(params.linear.classifiers) if args.classifier == "linear" else [args.classifier]
+    members = params.feature_set_members(args.feature_set)
+    section = section.for_feature_set(args.feature_set)
+    stage = args.stage or (f"train_mlp@{args.feature_set}" if is_mlp else f"train@{args.feature_set}")
+
+    data = load_training_data(members, args.feature_set, section.augment)
+    device = choose_device(params.device)
+    refit_chosen = section.refits(len(data.train_only))
+    plans = [plan_classifier(classifier, params, section, data, device, refit_chosen) for classifier in classifiers]
     dataset = data.meta["dataset"]
     data_input = tracking.DataInput(dataset, prepared_digest(), str(PREPARED_DIR.resolve()), open_images("train"), read_labels("train"))
-    with (
-        tracking.training_run(dataset=dataset, run_name=f"{args.classifier}-{args.feature_set}", tags=run_tags, params=run_params, data=data_input) as run,
-        failure_recorded(stage, args.classifier, args.feature_set, run, dataset),
-    ):
-        if solver == "lbfgs":
-            configs = [(replace(lbfgs, reg_strength=strength), base_model) for strength in section.reg_strengths]
-        else:
-            configs = candidates(space, base, base_model, section.search, section.budget, section.training_seed(params.seed))
-        fitted = fit_and_score(data, configs, device, refit_chosen, params.engine)
-        tracking.log_trials(fitted.trials)
-        tracking.log_history(fitted.best.history)
-        chosen = chosen_settings(fitted, is_mlp)
-        tracking.log_chosen(chosen)
-        metrics = score(fitted, data, members, base_model.input_dim)
-        figures = result_figures(fitted, data, f"{args.classifier} on {args.feature_set} ({dataset})")
-        deployable = StandardizedClassifier(torch.from_numpy(data.mean), torch.from_numpy(data.scale), fitted.model).eval()
-        with tempfile.TemporaryDirectory() as scratch:
-            featurizer = save_featurizer(Path(scratch), args.feature_set, members, data.meta)
-            tracking.log_final(
-                metrics, figures, deployable, input_example=data.raw_train.rows([0, 1]), featurizer_dir=featurizer, pictures=feature_previews(members)
-            )
-        write_results(train_dir(args.classifier, args.feature_set), fitted, data, chosen, metrics, run)
-    print(f"{args.classifier} on {args.feature_set}: test accuracy {metrics['test_accuracy']:.4f} ({chosen})")
+    outcomes, failed = None, False
+    for each in plans:
+        run_tags = {"classifier": each.classifier, "feature_set": args.feature_set, "dvc_stage": stage}
+        try:
+            with tracking.training_run(dataset=dataset, run_name=f"{each.classifier}-{args.feature_set}", tags=run_tags, params=each.run_params, data=data_input) as run:
+                if outcomes is None:  # in the first run: it is RUNNING (and a Ctrl-C marks it FAILED) while they all train
+                    outcomes = dict(zip(classifiers, fit_and_score_many(data, [planned.configs for planned in plans], device, refit_chosen, params.engine)))
+                outcome = outcomes[each.classifier]
+                if isinstance(outcome, TrainingFailed):
+                    record_failure(stage, each.classifier, args.feature_set, run, dataset, outcome)
+                    raise FailureRecorded  # the run group's parent is marked FAILED too
+                log_and_write(each, outcome, data, run)
+        except FailureRecorded:
+            failed = True
+    if args.classifier == "linear":
+        for classifier in LINEAR_CLASSIFIERS:
+            if classifier not in classifiers:  # dvc.yaml names both classifiers' outputs
+                reason = f"{classifier} is not listed in linear.classifiers"
+                write_placeholder(classifier, args.feature_set, {"status": "not trained", "reason": reason}, {})
+    if failed:
+        raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Point:
-    """One experiment: `overrides` on top of the study's, and the stages whose metrics it reads."""
+    """One experiment: `overrides` on top of the study's, and the training runs whose metrics it reads
+    (results/train/<run>: `softmax-pixels`, `mlp-pixels`; runner.training_stage names their DVC stages)."""
 
     label: str
     overrides: dict
-    stages: tuple[str, ...]
+    runs: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,8 @@ class Study:
         return len(self.points) * self.seconds_per_point + self.toy_seconds
 
 
-MLP_PIXELS = "train_mlp@pixels"
-SOFTMAX_PIXELS = "train@softmax-pixels"
+MLP_PIXELS = "mlp-pixels"
+SOFTMAX_PIXELS = "softmax-pixels"
 
 # shared by the pixel studies: one linear stage at most, no augmentation (it would blur what L2 and
 # width do), no refit (so val_accuracy is measured on data the point never trained on)
@@ -120,8 +121,8 @@ _register(Study(
     settings={**PIXEL_SETTINGS, "linear.solver": "lbfgs", "linear.reg_strengths": [0.01], "linear.max_iterations": 1000,
               "linear.keep": "last", "mlp.keep": "last"},
     points=tuple(
-        Point(f"{model}-seed{seed}", {f"{section}.seed": seed}, (stage,))
-        for model, section, stage in (("softmax", "linear", SOFTMAX_PIXELS), ("mlp", "mlp", MLP_PIXELS)) for seed in SEEDS
+        Point(f"{model}-seed{seed}", {f"{section}.seed": seed}, (run,))
+        for model, section, run in (("softmax", "linear", SOFTMAX_PIXELS), ("mlp", "mlp", MLP_PIXELS)) for seed in SEEDS
     ),
     toy=True, seconds_per_point=35, toy_seconds=30,
     notes="Each point sets its section's `seed` (linear.seed, mlp.seed): the initial weights and the minibatch order, "
@@ -142,7 +143,7 @@ _register(Study(
         "mlp.refit": False,
     },
     points=tuple(
-        Point(f"train{_label_number(fraction)}", {"data.train_fraction": fraction}, (f"train@svm-{DATA_SIZE_FEATURE_SET}", MLP_PIXELS))
+        Point(f"train{_label_number(fraction)}", {"data.train_fraction": fraction}, (f"svm-{DATA_SIZE_FEATURE_SET}", MLP_PIXELS))
         for fraction in FRACTIONS
     ),
     seconds_per_point=60,

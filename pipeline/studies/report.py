@@ -22,23 +22,23 @@ ACCURACIES = ("train_accuracy", "val_accuracy", "test_accuracy")
 SPREADS = ("train_loss", *ACCURACIES)  # the convexity study: how far apart the seeds' kept solutions are
 
 
-def _value(results: dict, label: str, stage: str, key: str):
-    value = results.get(label, {}).get(stage, {}).get(key)
+def _value(results: dict, label: str, run: str, key: str):
+    value = results.get(label, {}).get(run, {}).get(key)
     return None if value is None else float(value)
 
 
 def points_table(planned: list[PlannedPoint], results: dict) -> str:
-    """Markdown: one row per point and stage; points not run yet show as `not run`."""
-    lines = ["| point | DVC experiment | stage | settings | train | val | test | train seconds |", "|---|---|---|---|---:|---:|---:|---:|"]
+    """Markdown: one row per point and training run; points not run yet show as `not run`."""
+    lines = ["| point | DVC experiment | run | settings | train | val | test | train seconds |", "|---|---|---|---|---:|---:|---:|---:|"]
     for item in planned:
         settings = ", ".join(f"{key}={value}" for key, value in item.point.overrides.items()) or "(study settings)"
-        for stage in item.point.stages:
+        for run in item.point.runs:
             if item.point.label not in results:
-                lines.append(f"| {item.point.label} | {item.name} | {stage} | {settings} | not run | | | |")
+                lines.append(f"| {item.point.label} | {item.name} | {run} | {settings} | not run | | | |")
                 continue
-            cells = [_value(results, item.point.label, stage, key) for key in (*ACCURACIES, "train_seconds")]
+            cells = [_value(results, item.point.label, run, key) for key in (*ACCURACIES, "train_seconds")]
             shown = ["" if cell is None else f"{cell:.4f}" if index < 3 else f"{cell:.1f}" for index, cell in enumerate(cells)]
-            lines.append(f"| {item.point.label} | {item.name} | {stage} | {settings} | " + " | ".join(shown) + " |")
+            lines.append(f"| {item.point.label} | {item.name} | {run} | {settings} | " + " | ".join(shown) + " |")
     return "\n".join(lines)
 
 
@@ -52,7 +52,7 @@ def width_vs_l2_section(planned, results) -> tuple[dict, list[str]]:
         row = WIDTHS.index(item.point.overrides["mlp.hidden_sizes"][0])
         column = L2_STRENGTHS.index(item.point.overrides["mlp.reg_strengths"][0])
         for key, grid in grids.items():
-            value = _value(results, item.point.label, item.point.stages[0], key)
+            value = _value(results, item.point.label, item.point.runs[0], key)
             grid[row, column] = np.nan if value is None else value
     made = {
         f"heatmap_{key}.png": figures.heatmap(grid, list(WIDTHS), [f"{s:g}" for s in L2_STRENGTHS], "hidden units", "L2 strength", f"MLP on pixels: {key.replace('_', ' ')}")
@@ -71,12 +71,12 @@ def width_vs_l2_section(planned, results) -> tuple[dict, list[str]]:
 
 def activations_section(planned, results) -> tuple[dict, list[str]]:
     labels = [item.point.label for item in planned]
-    series = {key: [_value(results, item.point.label, item.point.stages[0], key) for item in planned] for key in ("val_accuracy", "test_accuracy")}
+    series = {key: [_value(results, item.point.label, item.point.runs[0], key) for item in planned] for key in ("val_accuracy", "test_accuracy")}
     made = {"activations.png": figures.grouped_bars(labels, series, "accuracy", "MLP on pixels by activation; linear = softmax classifier")}
     facts = []
     by_label = _by_label(planned)
     if "none" in by_label and "linear" in by_label:
-        none, linear = ({key: _value(results, label, by_label[label].point.stages[0], key) for key in ACCURACIES} for label in ("none", "linear"))
+        none, linear = ({key: _value(results, label, by_label[label].point.runs[0], key) for key in ACCURACIES} for label in ("none", "linear"))
         if none["test_accuracy"] is not None and linear["test_accuracy"] is not None:
             above = [label for label, value in zip(labels, series["test_accuracy"]) if value is not None and value > max(none["test_accuracy"], linear["test_accuracy"])]
             facts.append(
@@ -92,7 +92,7 @@ def activations_section(planned, results) -> tuple[dict, list[str]]:
 
 def depth_section(planned, results) -> tuple[dict, list[str]]:
     depths = [len(item.point.overrides["mlp.hidden_sizes"]) for item in planned]
-    series = {key: [_value(results, item.point.label, item.point.stages[0], key) for item in planned] for key in ACCURACIES}
+    series = {key: [_value(results, item.point.label, item.point.runs[0], key) for item in planned] for key in ACCURACIES}
     return {"depth.png": figures.lines(depths, series, "hidden layers (256 units each)", "accuracy", "MLP on pixels by depth")}, []
 
 
@@ -101,7 +101,7 @@ def convexity_section(planned, results) -> tuple[dict, list[str]]:
     series = {}
     for model in ("softmax", "mlp"):
         items = [item for item in planned if item.point.label.startswith(f"{model}-")]
-        values = {key: [v for v in (_value(results, item.point.label, item.point.stages[0], key) for item in items) if v is not None] for key in SPREADS}
+        values = {key: [v for v in (_value(results, item.point.label, item.point.runs[0], key) for item in items) if v is not None] for key in SPREADS}
         series[model] = values
         if values["test_accuracy"]:
             loss = values["train_loss"]
@@ -117,7 +117,7 @@ def data_size_section(planned, results) -> tuple[dict, list[str]]:
     fractions = [item.point.overrides["data.train_fraction"] for item in planned]
     series = {}
     for index, name in enumerate((f"SVM on {DATA_SIZE_FEATURE_SET}", "MLP on pixels")):
-        series[name] = [_value(results, item.point.label, item.point.stages[index], "test_accuracy") for item in planned]
+        series[name] = [_value(results, item.point.label, item.point.runs[index], "test_accuracy") for item in planned]
     made = {"data_size.png": figures.lines(fractions, series, "fraction of the training split", "test accuracy", "Test accuracy against training-set size", log_x=True)}
     linear, mlp = series.values()
     overtaken = [f for f, a, b in zip(fractions, linear, mlp) if a is not None and b is not None and b > a]

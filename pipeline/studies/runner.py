@@ -92,7 +92,7 @@ def plan(study: Study, params: dict, data: str | None = None, extra: list[str] =
         settings = {**study.settings, **data_overrides(data), **point.overrides, **extra_settings}  # later wins
         overrides = tuple(removals(study, params) + [f"++{key}={format_value(value)}" for key, value in settings.items()])
         # params.yaml is in the digest too: an uncommitted change to it is part of what a queued point runs
-        digest = hashlib.sha256(json.dumps([overrides, point.stages, params], sort_keys=True, default=str).encode()).hexdigest()[:7]
+        digest = hashlib.sha256(json.dumps([overrides, point.runs, params], sort_keys=True, default=str).encode()).hexdigest()[:7]
         name = re.sub(r"[^A-Za-z0-9_-]", "_", f"{study.name}-{point.label}") + f"-{digest}"
         planned.append(PlannedPoint(point, name, overrides))
     return planned
@@ -124,21 +124,26 @@ def run_points(planned: list[PlannedPoint], jobs: int = 1, echo=print) -> list[P
         arguments = ["exp", "run", "--queue", "-n", item.name]
         for override in item.overrides:
             arguments += ["-S", override]
-        dvc(*arguments, *item.point.stages)
+        dvc(*arguments, *dict.fromkeys(training_stage(run) for run in item.point.runs))
     echo(f"+ dvc exp run --run-all -j {jobs}  ({len(pending)} queued; `dvc queue status` to follow)")
     subprocess.run(["dvc", "exp", "run", "--run-all", "-j", str(jobs)])
     done = existing_experiments()
     return [item for item in pending if item.name not in done]
 
 
-def metrics_path(stage: str) -> str:
-    """results/train/<run>/metrics.json of a training stage: train@svm-hog -> svm-hog, train_mlp@pixels -> mlp-pixels."""
-    kind, _, item = stage.partition("@")
-    return f"results/train/{'mlp-' + item if kind == 'train_mlp' else item}/metrics.json"
+def metrics_path(run: str) -> str:
+    """The metrics.json of a training run (its results/train folder: `svm-hog`, `mlp-pixels`)."""
+    return f"results/train/{run}/metrics.json"
+
+
+def training_stage(run: str) -> str:
+    """The DVC stage that trains a run: mlp-pixels -> train_mlp@pixels; svm-hog and softmax-hog -> train@hog (one stage)."""
+    classifier, _, feature_set = run.partition("-")
+    return f"train_mlp@{feature_set}" if classifier == "mlp" else f"train@{feature_set}"
 
 
 def read_results(planned: list[PlannedPoint]) -> dict[str, dict[str, dict]]:
-    """{point label: {stage: metrics}} for the points DVC holds, read from `dvc exp show --json`."""
+    """{point label: {run: metrics}} for the points DVC holds, read from `dvc exp show --json`."""
     shown = json.loads(dvc("exp", "show", "--json", "--no-fetch").stdout or "[]")
     by_name = {}
     for baseline in shown:
@@ -150,7 +155,7 @@ def read_results(planned: list[PlannedPoint]) -> dict[str, dict[str, dict]]:
         if item.name not in by_name:
             continue
         metrics = by_name[item.name]
-        results[item.point.label] = {stage: (metrics.get(metrics_path(stage)) or {}).get("data", {}) for stage in item.point.stages}
+        results[item.point.label] = {run: (metrics.get(metrics_path(run)) or {}).get("data", {}) for run in item.point.runs}
     return results
 
 

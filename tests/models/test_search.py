@@ -4,7 +4,19 @@ import pytest
 import torch
 
 from models.mlp import MLPConfig
-from models.search import HUGE_FEATURE, SearchSpace, candidates, diagnose, refit, run_trial, search, search_and_refit
+from models.search import (
+    HUGE_FEATURE,
+    SearchSpace,
+    candidates,
+    diagnose,
+    refit,
+    refit_many,
+    run_trial,
+    search,
+    search_and_refit,
+    search_and_refit_many,
+    search_many,
+)
 from models.training import TrainConfig, TrainingFailed, evaluate
 from tests.models.test_training import separable_blobs
 
@@ -224,3 +236,55 @@ def test_a_search_over_dropout_models_trains_them_one_after_another_with_the_res
     for trial in trials:
         alone = run_trial((x, y, x[:30], y[:30], torch.device("cpu"), None, False), (trial.config, trial.model_config))
         assert alone.history == trial.history
+
+
+def classifier_groups(rates: list[float]) -> list[list]:
+    """An SVM's and a softmax's candidates over the same learning rates: what one linear stage searches."""
+    space = SearchSpace(rates, [1e-3], [[]], [5])
+    return [candidates(space, replace(BASE, loss=loss), BASE_MODEL, "grid", len(rates), 0) for loss in ("squared_hinge", "softmax")]
+
+
+def assert_same_trial(ours, theirs) -> None:
+    assert ours.config == theirs.config and ours.history == theirs.history and ours.best_epoch == theirs.best_epoch
+    for mine, alone in zip(weights(ours.model), weights(theirs.model)):
+        torch.testing.assert_close(mine, alone, rtol=0, atol=0)
+
+
+def test_classifiers_searched_and_refit_together_end_as_each_would_alone():
+    x, y, val_x, val_y = train_and_val()
+    groups = classifier_groups([0.003, 0.03])
+    together = search_many(groups, x, y, val_x, val_y, CPU, progress=False)
+    alone = [search(group, x, y, val_x, val_y, CPU, progress=False) for group in groups]
+    for (best, trials), (best_alone, trials_alone) in zip(together, alone):
+        assert_same_trial(best, best_alone)
+        assert len(trials) == len(trials_alone) == 2
+        for trial, trial_alone in zip(trials, trials_alone):
+            assert_same_trial(trial, trial_alone)
+    refits = refit_many([best for best, _ in together], x, y, CPU, progress=False)
+    for model, (best, _) in zip(refits, alone):  # each stopped at its own trial's best epoch
+        for mine, theirs in zip(weights(model), weights(refit(best, x, y, CPU, progress=False)[0])):
+            torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+
+
+def test_lone_candidates_of_two_classifiers_train_with_their_refits_in_one_pass_as_each_would_alone():
+    x, y, val_x, val_y = train_and_val()
+    rows, labels = torch.cat([x, val_x]), torch.cat([y, val_y])
+    lone = [group[0] for group in classifier_groups([0.01])]
+    together = search_and_refit_many(lone, x, y, rows, labels, val_x, val_y, CPU, progress=False)
+    for (trial, trials, twin), candidate in zip(together, lone):
+        alone, _, alone_twin = search_and_refit(candidate, x, y, rows, labels, val_x, val_y, CPU, progress=False)
+        assert trials == [trial]
+        assert_same_trial(trial, alone)
+        for mine, theirs in zip(weights(twin), weights(alone_twin)):
+            torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+
+
+def test_a_classifier_that_diverges_fails_alone_and_the_other_trains():
+    x, y = separable_blobs(n_per_class=40)
+    diverging = only_rate(1e12)  # the squared hinge overshoots at every back-off of this rate
+    converging = candidates(SearchSpace([0.01], [0.0], [[]], [4]), BASE, BASE_MODEL, "grid", 1, 0)
+    failed, (best, trials) = search_many([diverging, converging], x, y, x, y, CPU, progress=False)
+    assert isinstance(failed, TrainingFailed) and "diverged for every learning rate tried (1e+12, 1e+11, 1e+10)" in str(failed)
+    assert_same_trial(best, search(converging, x, y, x, y, CPU, progress=False)[0])
+    outcomes = search_and_refit_many([diverging[0], converging[0]], x, y, x, y, x, y, CPU, progress=False)
+    assert isinstance(outcomes[0], TrainingFailed) and not isinstance(outcomes[1], TrainingFailed)

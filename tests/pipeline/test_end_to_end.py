@@ -15,7 +15,7 @@ def test_every_stage_ran(tiny_project):
     project, params, _, first = tiny_project
     ran = {line.split("'")[1] for line in first.stdout.splitlines() if line.startswith("Running stage")}
     expected = {"prepare", "compare"} | {f"extract@{name}" for name in params["extractors"]}
-    expected |= {f"train@{c}-{f}" for c, f in expected_runs(params) if c != "mlp"}
+    expected |= {f"train@{f}" for c, f in expected_runs(params) if c != "mlp"}
     expected |= {f"train_mlp@{f}" for c, f in expected_runs(params) if c == "mlp"}
     assert ran == expected
 
@@ -228,8 +228,7 @@ def test_a_new_extractor_is_extracted_trained_and_logged_without_re_extracting_t
     assert "extract@mean_color" in ran
     assert not {stage for stage in ran if stage.startswith("extract@")} - {"extract@mean_color"}
     assert "prepare" not in ran
-    new_stages = {f"train@{classifier}-mean_color" for classifier in params["linear"]["classifiers"]}
-    assert new_stages <= ran
+    assert "train@mean_color" in ran
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("featurebench/shapes")

@@ -23,7 +23,7 @@ TINY = {
     "linear": {"classifiers": ["softmax"], "feature_sets": ["pixels"], "learning_rates": [0.01], "reg_strengths": [0.0001], "epochs": 3},
     "mlp": {"feature_sets": ["pixels"], "hidden_sizes": [16], "learning_rates": [0.01], "reg_strengths": [0.0001], "epochs": 3},
 }
-TRAINING_STAGES = {"train@softmax-pixels": "softmax-pixels", "train_mlp@pixels": "mlp-pixels"}
+TRAINING_STAGES = {"train@pixels": "softmax-pixels", "train_mlp@pixels": "mlp-pixels"}
 DEADLINE_SECONDS = 300
 NEVER_ENDING_EPOCHS = 100_000  # minutes of training even on TINY's 300 images: a stage cannot end before its signal
 
@@ -186,9 +186,9 @@ def test_a_killed_repro_reruns_to_the_same_results_and_leaves_no_run_running(fin
     # RUNNING lands mid-training on any machine, never after the stage has finished its work.
     # SIGINT (Ctrl-C) in training: the stage ends its MLflow run itself
     write_params(project, params_with_epochs(project, "linear", NEVER_ENDING_EPOCHS))
-    assert repro_killed(project, env, mlflow_run_running(project, "train@softmax-pixels"), signal.SIGINT) != 0
+    assert repro_killed(project, env, mlflow_run_running(project, "train@pixels"), signal.SIGINT) != 0
     assert "featurebench train: interrupted; nothing was written" in (project / "repro.log").read_text()
-    # SIGKILL in training: the run stays RUNNING until the stage's next run ends it (train@softmax-pixels,
+    # SIGKILL in training: the run stays RUNNING until the stage's next run ends it (train@pixels,
     # back on TINY's epochs, finishes first)
     write_params(project, params_with_epochs(project, "linear", tiny["linear"]["epochs"]) | {"mlp": {**tiny["mlp"], "epochs": NEVER_ENDING_EPOCHS}})
     assert repro_killed(project, env, mlflow_run_running(project, "train_mlp@pixels"), signal.SIGKILL) == -signal.SIGKILL
@@ -205,7 +205,7 @@ def test_a_killed_repro_reruns_to_the_same_results_and_leaves_no_run_running(fin
     for stage in TRAINING_STAGES:
         assert [status for name, status, _ in runs if name == stage].count("FINISHED") == 1
     statuses = {(stage, status) for stage, status, _ in runs}
-    assert ("train@softmax-pixels", "FAILED") in statuses  # the Ctrl-C
+    assert ("train@pixels", "FAILED") in statuses  # the Ctrl-C
     killed = [tags for stage, status, tags in runs if (stage, status) == ("train_mlp@pixels", "KILLED")]
     assert len(killed) == 1 and "was gone" in killed[0]["ended_by"]
 

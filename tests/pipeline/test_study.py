@@ -40,7 +40,7 @@ def test_an_unknown_study_is_one_line_naming_the_known_ones(capsys):
 def test_the_activation_study_has_none_and_a_linear_point():
     labels = [point.label for point in get_study("activations").points]
     assert labels == ["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "none", "linear"]
-    assert get_study("activations").points[-1].stages == ("train@softmax-pixels",)
+    assert get_study("activations").points[-1].runs == ("softmax-pixels",)
 
 
 def test_a_plan_drops_unused_extractors_and_the_overrides_that_name_them():
@@ -50,7 +50,7 @@ def test_a_plan_drops_unused_extractors_and_the_overrides_that_name_them():
     assert "~extractors.bovw" in overrides and "~extractors.pixels" not in overrides
     assert "~linear.overrides" in overrides  # it names bovw
     assert "++mlp.feature_sets=[pixels]" in overrides
-    assert [item.point.stages for item in planned] == [("train_mlp@pixels",)] * 4
+    assert [item.point.runs for item in planned] == [("mlp-pixels",)] * 4
 
 
 def test_point_names_are_stable_and_change_with_the_data_or_an_override():
@@ -70,9 +70,11 @@ def test_a_plan_refuses_points_the_study_does_not_have():
         runner.plan(get_study("depth"), {}, only=["depth9"])
 
 
-def test_metrics_path_of_each_kind_of_stage():
-    assert runner.metrics_path("train_mlp@pixels") == "results/train/mlp-pixels/metrics.json"
-    assert runner.metrics_path("train@svm-hog+color_hist") == "results/train/svm-hog+color_hist/metrics.json"
+def test_each_kind_of_run_has_its_metrics_and_its_stage():
+    assert runner.metrics_path("mlp-pixels") == "results/train/mlp-pixels/metrics.json"
+    assert runner.metrics_path("svm-hog+color_hist") == "results/train/svm-hog+color_hist/metrics.json"
+    assert runner.training_stage("mlp-pixels") == "train_mlp@pixels"
+    assert runner.training_stage("svm-hog+color_hist") == runner.training_stage("softmax-hog+color_hist") == "train@hog+color_hist"
 
 
 def test_train_fraction_must_be_a_fraction(tmp_path):
@@ -128,7 +130,7 @@ def test_a_study_runs_as_dvc_experiments_grouped_in_mlflow_and_resumes(tmp_path)
     report = (project / "reports/studies/depth.md").read_text()
     assert (project / "reports/studies/depth/depth.png").stat().st_size > 0
     for name in names:
-        assert f"| {name} | train_mlp@pixels |" in report
+        assert f"| {name} | mlp-pixels |" in report
         assert f"{metrics[name]['test_accuracy']:.4f}" in report.split(f"| {name} |")[1].splitlines()[0]
 
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")

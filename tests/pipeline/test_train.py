@@ -12,7 +12,7 @@ from models.mlp import MLPConfig
 from models.training import TrainConfig
 from pipeline.artifacts import features_path, write_split
 from pipeline.io import write_json
-from pipeline.train import adds_mirrored_rows, chosen_settings, fit_and_score, load_training_data, score, write_results
+from pipeline.train import adds_mirrored_rows, chosen_settings, fit_and_score, fit_and_score_many, load_training_data, score, write_results
 
 
 def test_mirrored_rows_are_added_only_when_flips_are_asked_for_and_extracted(capsys):
@@ -75,6 +75,25 @@ def test_training_from_memory_maps_equals_training_from_tensors(feature_project,
         torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
     np.testing.assert_array_equal(mapped.test_predictions, in_memory.test_predictions)
     assert mapped.model is not mapped.best.model  # the refit, trained on train + val
+
+
+@pytest.mark.parametrize("rates", [[0.01], [0.003, 0.03]])  # a lone candidate refits in the search's pass; several refit after it
+@pytest.mark.parametrize("refit_chosen", [True, False])
+def test_a_linear_stage_trains_its_svm_and_softmax_together_each_as_it_would_alone(feature_project, rates, refit_chosen):
+    data = load_training_data(["a", "b"], "a+b", "flip")
+    groups = [
+        candidates(SearchSpace(rates, [1e-4], [[]], [3]), TrainConfig(batch_size=16, loss=loss), MLPConfig(5, 3), "grid", len(rates), 0)
+        for loss in ("squared_hinge", "softmax")
+    ]
+    together = fit_and_score_many(data, groups, torch.device("cpu"), refit_chosen)
+    for fitted, configs in zip(together, groups):
+        alone = fit_and_score(data, configs, torch.device("cpu"), refit_chosen)
+        assert fitted.best.history == alone.best.history and fitted.best.config == alone.best.config
+        for ours, theirs in zip(fitted.model.parameters(), alone.model.parameters()):
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+        np.testing.assert_array_equal(fitted.test_predictions, alone.test_predictions)
+        assert fitted.train_accuracy == alone.train_accuracy and (fitted.model is not fitted.best.model) == refit_chosen
+    assert together[0].train_seconds == together[1].train_seconds  # each an equal share of the joint training
 
 
 def test_results_are_written_with_the_metrics_they_were_scored_with(feature_project):
@@ -148,7 +167,7 @@ def test_the_train_stage_runs_with_solver_lbfgs_on_flipped_pixels(tmp_path):
     deep_update(params, {"linear": {"solver": "lbfgs", "max_iterations": 20, "classifiers": ["softmax"], "feature_sets": ["pixels"], "augment": "flip"}})
     params["linear"]["overrides"] = {}
     _, env = make_project(tmp_path / "project", params)
-    run(["dvc", "repro", "train@softmax-pixels"], tmp_path / "project", env)
+    run(["dvc", "repro", "train@pixels"], tmp_path / "project", env)
     out = tmp_path / "project/results/train/softmax-pixels"
     metrics, chosen = json.loads((out / "metrics.json").read_text()), json.loads((out / "chosen.json").read_text())
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["n_trials"] == 2
