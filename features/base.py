@@ -37,6 +37,15 @@ class FeatureExtractor:
     def transform(self, images: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def transform_with_mirror(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(transform(images), transform of the images mirrored left-right), each (n, d) float32.
+
+        The extract stage asks for both when training augments with mirrored rows; this default
+        encodes the mirrors as any other images. An extractor that can derive a mirror's features
+        from its image's (bag of visual words) overrides it.
+        """
+        return self.transform(images), self.transform(np.ascontiguousarray(images[:, :, ::-1]))
+
     def figure(self, images: np.ndarray):
         """A matplotlib figure of what the extractor sees in a few sample images, or None (the default)."""
         return None

@@ -15,6 +15,18 @@ image at a time (its 729 x 1600 distances, 4.7 MB, stay in the CPU cache), on as
 as torch has, each single-threaded: whole images in parallel rather than every small operation split
 in two, which on a busy machine waits on whichever core is descheduled. The distance matrix of all
 CIFAR-10 patches to 1600 codewords would be 280 GB; one worker's buffer is 4.7 MB.
+
+An image's left-right mirror is encoded from the image's own distances (`transform_with_mirror`):
+the mirror's patch at (row r, column c) is the mirror P x of the image's patch x at (r, C - 1 - c).
+`fit` makes the whitening commute with P (ZCA of the patches and their mirrors) and the codebook
+closed under P (k-means with centroids in mirror pairs, `features/kmeans.py`: P c_j = c_pi(j)), so
+|W(P x - m) - c_j| = |W(x - m) - c_pi(j)|: the mirror's code at (r, c, j) is the image's at
+(r, C - 1 - c, pi(j)). The pooling regions are not mirror-symmetric (27 positions split 14 + 13),
+so the image's codes are pooled a second time over the mirrored column ranges and the codeword
+axis permuted by pi: one more pooling pass instead of a second encoding. Only the triangle code is
+derived: a mirror-symmetric patch (every flat one) lies exactly as near c_j as c_pi(j), so the hard
+code's nearest word between the two is float32 rounding's choice, and a derived histogram would
+count the other word of the pair than the mirror's own encoding does.
 """
 from __future__ import annotations
 
@@ -25,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from features.base import FeatureExtractor, NotFittedError, check_images, check_positive_int
-from features.kmeans import kmeans, run_on_torch_threads
+from features.kmeans import kmeans, mirror_partners, run_on_torch_threads
 from features.registry import register
 
 ENCODINGS = ("hard", "triangle")
@@ -70,6 +82,21 @@ def zca_whitening(patches: torch.Tensor, epsilon: float) -> tuple[torch.Tensor, 
     eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
     whitening = eigenvectors @ torch.diag(1 / torch.sqrt(eigenvalues.clamp(min=0) + epsilon)) @ eigenvectors.T
     return mean.float(), whitening.float()
+
+
+def mirror_symmetric_zca(patches: torch.Tensor, epsilon: float, mirror: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`zca_whitening` of the (n, d) patches together with their mirror images patches[:, mirror].
+
+    The covariance of that set commutes with the mirror, so its whitening does too; the last float32
+    rounding is symmetrized as well, so that mean[mirror] == mean and W[mirror][:, mirror] == W exactly.
+    """
+    mean, whitening = zca_whitening(torch.cat([patches, patches[:, mirror]]), epsilon)
+    return (mean + mean[mirror]) / 2, (whitening + whitening[mirror][:, mirror]) / 2
+
+
+def mirrored_patch_order(patch_size: int) -> torch.Tensor:
+    """order such that x[order] is channel-major patch x (as in `dense_patches`) mirrored left-right."""
+    return torch.arange(3 * patch_size * patch_size).view(3, patch_size, patch_size).flip(2).reshape(-1)
 
 
 def region_bounds(positions: int, grid: int) -> list[tuple[int, int]]:
@@ -143,18 +170,22 @@ def squared_distances(patches: torch.Tensor, operands: EncodingOperands, rows: t
     return torch.mm(rows, operands.augmented_codebook, out=out)
 
 
-def pool_triangle_(squared: torch.Tensor, rows: list, cols: list, out: torch.Tensor) -> None:
-    """Triangle codes max(0, mean distance - distance) of (n * r * c, k) squared distances, overwriting them,
-    averaged over the regions (row range x column range) into out (n, len(rows) * len(cols) * k).
+def negated_triangle_codes_(squared: torch.Tensor) -> torch.Tensor:
+    """(p, k) squared distances -> the negated triangle codes min(0, distance - mean distance), in place.
 
-    In place and one pass each: the codes are built negated (distance - mean, clamped at 0 from above)
-    and the sign comes back on the pooled values, a few thousand per image.
+    Negated, so that the code is one subtraction and one clamp; `pool_negated_codes` restores the
+    sign on the pooled values, a few thousand per image.
     """
     distances = squared.clamp_(min=0).numpy()
     np.sqrt(distances, out=distances)  # numpy's sqrt is the CPU's instruction; torch's is slower here
-    negated = squared.sub_(squared.mean(1, keepdim=True)).clamp_(max=0)
-    n, k = len(out), squared.shape[1]
-    codes = negated.view(n, rows[-1][1], cols[-1][1], k)
+    return squared.sub_(squared.mean(1, keepdim=True)).clamp_(max=0)
+
+
+def pool_negated_codes(negated: torch.Tensor, rows: list, cols: list, out: torch.Tensor) -> None:
+    """Triangle codes, given negated as (n * r * c, k), averaged over the regions (row range x column
+    range) into out (n, len(rows) * len(cols) * k); `negated` is left as it is."""
+    n, k = len(out), negated.shape[1]
+    codes = negated.view(n, max(bottom for _, bottom in rows), max(right for _, right in cols), k)
     pooled = out.view(n, len(rows), len(cols), k)
     for i, (top, bottom) in enumerate(rows):
         band = codes[:, top:bottom].sum(1)
@@ -167,7 +198,7 @@ def pool_triangle_(squared: torch.Tensor, rows: list, cols: list, out: torch.Ten
 def pool_hard(squared: torch.Tensor, rows: list, cols: list, out: torch.Tensor) -> None:
     """Histograms of the nearest codewords of (n * r * c, k) squared distances over the regions, into out."""
     n, k = len(out), squared.shape[1]
-    region = torch.zeros(rows[-1][1], cols[-1][1], dtype=torch.long)
+    region = torch.zeros(max(bottom for _, bottom in rows), max(right for _, right in cols), dtype=torch.long)
     for i, (top, bottom) in enumerate(rows):
         for j, (left, right) in enumerate(cols):
             region[top:bottom, left:right] = i * len(cols) + j
@@ -248,31 +279,56 @@ class BagOfVisualWords(FeatureExtractor):
         return patches
 
     def fit(self, images: np.ndarray) -> "BagOfVisualWords":
-        """Learn whitening and codebook from random patches of `images` (the train split)."""
+        """Learn whitening and codebook from random patches of `images` (the train split), both closed
+        under left-right mirroring: `mirrored_codeword_[j]` is the index of codeword j's mirror image."""
         check_images(images)
         self._check_size(images.shape[1:])
         patches = normalize_patches(random_patches(images, self.n_patches, self.patch_size, np.random.default_rng(self.seed)))
-        dim = patches.shape[1]
+        dim, mirror = patches.shape[1], mirrored_patch_order(self.patch_size)
         if self.whitening:
-            mean, whitening = zca_whitening(patches, self.whitening_epsilon)
+            mean, whitening = mirror_symmetric_zca(patches, self.whitening_epsilon, mirror)
         else:
             mean, whitening = torch.zeros(dim), torch.eye(dim)
         self.patch_mean_, self.whitening_ = mean.numpy(), whitening.numpy()
-        self.codebook_ = kmeans((patches - mean) @ whitening, self.n_clusters, self.kmeans_iterations, self.seed).numpy()
+        self.codebook_ = kmeans((patches - mean) @ whitening, self.n_clusters, self.kmeans_iterations, self.seed, mirror).numpy()
+        self.mirrored_codeword_ = mirror_partners(self.n_clusters).numpy()
         return self
 
     def transform(self, images: np.ndarray) -> np.ndarray:
         """(n, H, W, 3) uint8 -> (n, pooling_grid**2 * n_clusters) float32 pooled codes."""
+        return self._encode(images, with_mirror=False)[0]
+
+    def transform_with_mirror(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(transform(images), transform of their left-right mirrors), the mirrors' codes derived from the
+        images' own distances (see the module's docstring).
+
+        Encodes the mirrors the plain way where derivation is impossible or inexact: a codebook fit
+        before codebooks were mirror-closed (no `mirrored_codeword_`), a stride that does not end on
+        the last column ((W - patch_size) % stride != 0: the mirror's patches are not the image's),
+        or `encoding: hard` (its ties, see the module's docstring).
+        """
+        check_images(images)
+        derivable = self.encoding == "triangle" and hasattr(self, "mirrored_codeword_") and (images.shape[2] - self.patch_size) % self.stride == 0
+        if hasattr(self, "codebook_") and derivable:
+            return self._encode(images, with_mirror=True)
+        return super().transform_with_mirror(images)
+
+    def _encode(self, images: np.ndarray, with_mirror: bool) -> list[np.ndarray]:
+        """[pooled codes] or [pooled codes, the mirrors' pooled codes], one encoding per image."""
         check_images(images)
         if not hasattr(self, "codebook_"):
             raise NotFittedError("bovw must be fit on the train split before transform")
         rows, cols = self._check_size(images.shape[1:])
         row_regions, col_regions = region_bounds(rows, self.pooling_grid), region_bounds(cols, self.pooling_grid)
+        column_regions = [col_regions]
+        if with_mirror:  # the mirror's column range [left, right) is the image's [cols - right, cols - left)
+            column_regions.append([(cols - right, cols - left) for left, right in col_regions])
         operands = EncodingOperands.fold(self.patch_mean_, self.whitening_, self.codebook_, self.patch_size)
-        dim = self.codebook_.shape[1]
-        pool = pool_triangle_ if self.encoding == "triangle" else pool_hard
-        out = np.empty((len(images), self.output_dim(images.shape[1:])), np.float32)
-        pooled = torch.from_numpy(out)
+        dim, k = self.codebook_.shape[1], self.n_clusters
+        pool = pool_negated_codes if self.encoding == "triangle" else pool_hard
+        outs = [np.empty((len(images), self.output_dim(images.shape[1:])), np.float32) for _ in column_regions]
+        pooled = [torch.from_numpy(out) for out in outs]
+        partner = torch.from_numpy(self.mirrored_codeword_) if with_mirror else None
 
         def encode(start: int, buffers: dict) -> None:
             chunk = images[start : start + IMAGES_PER_CHUNK]
@@ -283,10 +339,15 @@ class BagOfVisualWords(FeatureExtractor):
                 buffers["rows"][:, dim] = 1
                 buffers["distances"] = torch.empty(len(patches), self.n_clusters)
             squared = squared_distances(patches, operands, buffers["rows"], buffers["distances"])
-            pool(squared, row_regions, col_regions, pooled[start : start + len(chunk)])
+            codes = negated_triangle_codes_(squared) if self.encoding == "triangle" else squared
+            for regions, out in zip(column_regions, pooled):
+                pool(codes, row_regions, regions, out[start : start + len(chunk)])
+            if with_mirror:
+                mirrored = pooled[1][start : start + len(chunk)].view(len(chunk), -1, k)
+                mirrored.copy_(mirrored[:, :, partner])  # the mirror's word j is the image's word pi(j)
 
         run_on_torch_threads(range(0, len(images), IMAGES_PER_CHUNK), encode)
-        return out
+        return outs
 
     def figure(self, images, shown: int = 400):
         """The codebook (its first `shown` visual words) as a grid of patches, whitened as k-means saw them."""

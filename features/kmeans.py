@@ -6,6 +6,15 @@ directions (oriented edges, colour opponents) rather than from copies of the man
 CIFAR-10 this scored 1.4 points above k-means from random patches (validation, 10,000 training
 images, linear SVM). A centroid left without patches becomes zero, as in their code, rather than NaN.
 
+With `mirror` (a permutation of the coordinates: a patch's left-right mirror image), the centroids
+come in mirror pairs, so that an image's mirror is encoded from the image's own distances
+(`features/bovw.py`): the first half start as noise, the second half as their mirrors, and an odd
+last one as the mirror-symmetric part of noise. Each Lloyd step is then the step k-means would take
+on the points together with their mirrors, without assigning the mirrors: a mirrored point would go
+to the mirror of its original's centroid, so centroid i's new sum is its own points' sum plus the
+mirror of its partner's. The pair stays exactly closed in float32: c_partner and mirror(c_i) are
+the same two sums added in the other order.
+
 `run_on_torch_threads` spreads the assignment's chunks over torch's threads; the bag-of-visual-words
 encoder, the only user of this k-means, spreads its images the same way.
 """
@@ -77,15 +86,44 @@ def run_on_torch_threads(chunk_starts: range, work) -> None:
         torch.set_num_threads(threads)
 
 
-def kmeans(points: torch.Tensor, n_clusters: int, iterations: int, seed: int) -> torch.Tensor:
-    """(n_clusters, d) float32 centroids after `iterations` Lloyd steps from 0.1 * N(0, 1) centroids."""
+def mirror_partners(n_clusters: int) -> torch.Tensor:
+    """partner[j]: the index of centroid j's mirror image among `kmeans(..., mirror=...)`'s centroids."""
+    half = n_clusters // 2
+    return torch.cat([torch.arange(half, 2 * half), torch.arange(half), torch.arange(2 * half, n_clusters)])
+
+
+def kmeans(points: torch.Tensor, n_clusters: int, iterations: int, seed: int, mirror: torch.Tensor | None = None) -> torch.Tensor:
+    """(n_clusters, d) float32 centroids after `iterations` Lloyd steps from 0.1 * N(0, 1) centroids.
+
+    mirror : (d,) optional coordinate permutation of order 2 (x[mirror] is x's mirror image); then
+        centroids[mirror_partners(n_clusters)][:, mirror] equals centroids exactly (see the module's docstring).
+    """
     points = points.float()
-    generator = torch.Generator().manual_seed(seed)
-    centroids = 0.1 * torch.randn(n_clusters, points.shape[1], generator=generator)
+    centroids = initial_centroids(n_clusters, points.shape[1], seed, mirror)
     points_with_ones = with_ones(points)
     for _ in range(iterations):
-        labels = assign(points_with_ones, centroids)
-        sums = torch.zeros_like(centroids).index_add_(0, labels, points)
-        counts = torch.bincount(labels, minlength=n_clusters).to(points.dtype)[:, None]
-        centroids = torch.where(counts > 0, sums / counts.clamp(min=1), torch.zeros_like(centroids))
+        centroids = lloyd_step(points, points_with_ones, centroids, mirror)
     return centroids
+
+
+def initial_centroids(n_clusters: int, dim: int, seed: int, mirror: torch.Tensor | None = None) -> torch.Tensor:
+    """0.1 * N(0, 1) noise; with `mirror`, noise for the first half, their mirrors, and an odd last one made symmetric."""
+    generator = torch.Generator().manual_seed(seed)
+    if mirror is None:
+        return 0.1 * torch.randn(n_clusters, dim, generator=generator)
+    noise = 0.1 * torch.randn((n_clusters + 1) // 2, dim, generator=generator)
+    half, rest = noise[: n_clusters // 2], noise[n_clusters // 2 :]
+    return torch.cat([half, half[:, mirror], (rest + rest[:, mirror]) / 2])  # `rest` is empty when n_clusters is even
+
+
+def lloyd_step(points: torch.Tensor, points_with_ones: torch.Tensor, centroids: torch.Tensor, mirror: torch.Tensor | None = None) -> torch.Tensor:
+    """Each centroid moved to the mean of the points nearest to it (zero when none are); with `mirror`,
+    of those points and the mirrors of its partner's points."""
+    n_clusters = len(centroids)
+    labels = assign(points_with_ones, centroids)
+    sums = torch.zeros_like(centroids).index_add_(0, labels, points)
+    counts = torch.bincount(labels, minlength=n_clusters).to(points.dtype)[:, None]
+    if mirror is not None:
+        partner = mirror_partners(n_clusters)
+        sums, counts = sums + sums[partner][:, mirror], counts + counts[partner]
+    return torch.where(counts > 0, sums / counts.clamp(min=1), torch.zeros_like(centroids))

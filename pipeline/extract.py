@@ -2,12 +2,16 @@
 
 Each batch of `extract.batch_size` images is one task of `pipeline.engine.map_in_order` (this process,
 or a Ray worker with `engine: ray`); results come back in order and go straight to
-data/features/NAME/{split}.npy, so no split's features are ever held whole.
+data/features/NAME/{split}.npy, so no split's features are ever held whole. With `extract.mirror`,
+a train or val task returns its batch's features and its mirrored images' features together
+(`transform_with_mirror`: bag of visual words derives the second from the first), written to
+{split}.npy and {split}_mirrored.npy in the same pass.
 """
 from __future__ import annotations
 
 import argparse
 import time
+from contextlib import nullcontext
 
 import numpy as np
 from tqdm import tqdm
@@ -40,14 +44,29 @@ def transform_batch(extractor, batch: ImageBatch) -> np.ndarray:
     return extractor.transform(batch.read())
 
 
-def extract_split(extractor, name: str, key: str, batches: list[ImageBatch], writer: NpyWriter, engine: str) -> None:
-    """Map the extractor over one split's batches (in this process or on Ray) and write them in order."""
-    split = key.replace("_", " ")  # "train mirrored"
-    results = map_in_order(transform_batch, batches, shared=extractor, engine=engine)
-    for features in tqdm(results, total=len(batches), desc=f"{name} {split}", unit="batch", leave=False):
-        if not np.isfinite(features).all():
-            raise ValueError(f"extractor {name!r} produced NaN or infinite values on the {split} split")
-        writer.write(features.astype(np.float32, copy=False))
+def transform_batch_with_mirror(extractor, batch: ImageBatch) -> tuple[np.ndarray, np.ndarray]:
+    """One task of a split extracted with its mirror: (features, mirrored images' features) of a batch."""
+    return extractor.transform_with_mirror(batch.read())
+
+
+def extract_split(extractor, name: str, key: str, batches: list[ImageBatch], writer: NpyWriter, engine: str, mirrored_writer: NpyWriter | None = None) -> None:
+    """Map the extractor over one split's batches (in this process or on Ray) and write them in order.
+
+    mirrored_writer : where the features of the batches' mirrored images go, computed in the same
+        tasks (`transform_with_mirror`); the batches themselves must then be unmirrored.
+    """
+    if mirrored_writer is None:
+        outputs = [(key.replace("_", " "), writer)]  # "train mirrored" when the batches are mirrored ones
+        results = ((features,) for features in map_in_order(transform_batch, batches, shared=extractor, engine=engine))
+    else:
+        outputs = [(key, writer), (f"{key} mirrored", mirrored_writer)]
+        results = map_in_order(transform_batch_with_mirror, batches, shared=extractor, engine=engine)
+    description = f"{name} {' + '.join(split for split, _ in outputs)}"
+    for arrays in tqdm(results, total=len(batches), desc=description, unit="batch", leave=False):
+        for features, (split, split_writer) in zip(arrays, outputs):
+            if not np.isfinite(features).all():
+                raise ValueError(f"extractor {name!r} produced NaN or infinite values on the {split} split")
+            split_writer.write(features.astype(np.float32, copy=False))
 
 
 def sample_images(images: np.ndarray, labels: np.ndarray, count: int = 8) -> np.ndarray:
@@ -80,18 +99,20 @@ def main() -> None:
     # the mapping goes with `fit`, and the pages it touched with it
     extractor.fit(open_images("train"))
     fit_seconds = time.perf_counter() - start
-    work = [(split, split, False) for split in SPLITS]
-    if params.extract_mirror:  # training's `augment: flip` adds these rows: a mirrored cat is still a cat
-        work += [(mirrored(split), split, True) for split in MIRRORED_SPLITS]
+    # n_images counts the feature rows written, the mirrored images' included (derived or not), as it
+    # did when the mirrors were extracted as splits of their own: images_per_second compares across both
     n_images, start = 0, time.perf_counter()
     state = {key: value for key, value in vars(extractor).items() if key.endswith("_") and isinstance(value, np.ndarray)}
     with atomic_directory(feature_dir(args.name)) as out:
-        for key, split, mirror in work:
+        for split in SPLITS:
+            # training's `augment: flip` adds the mirrored rows: a mirrored cat is still a cat
+            with_mirror = params.extract_mirror and split in MIRRORED_SPLITS
             n = len(MappedRows(images_path(split)))
-            batches = image_batches(images_path(split), n, params.extract_batch_size, mirror)
-            with NpyWriter(out / f"{key}.npy", n, (dim,), np.float32) as writer:
-                extract_split(extractor, args.name, key, batches, writer, params.engine)
-            n_images += n
+            batches = image_batches(images_path(split), n, params.extract_batch_size)
+            mirrored_file = NpyWriter(out / f"{mirrored(split)}.npy", n, (dim,), np.float32) if with_mirror else nullcontext()
+            with NpyWriter(out / f"{split}.npy", n, (dim,), np.float32) as writer, mirrored_file as mirrored_writer:
+                extract_split(extractor, args.name, split, batches, writer, params.engine, mirrored_writer)
+            n_images += n * (1 + with_mirror)
         transform_seconds = time.perf_counter() - start
         if state:
             save_arrays(out / "state.npz", **state)

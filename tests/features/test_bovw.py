@@ -5,7 +5,18 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from features import get_extractor
-from features.bovw import dense_patches, normalize_patches, pixel_major_order, random_patches, region_bounds, strided_patches, zca_whitening
+from features.bovw import (
+    dense_patches,
+    mirror_symmetric_zca,
+    mirrored_patch_order,
+    normalize_patches,
+    pixel_major_order,
+    random_patches,
+    region_bounds,
+    strided_patches,
+    zca_whitening,
+)
+from tests.cifar_sample import first_images, needs_shared_cifar10
 
 
 def small(**overrides):
@@ -95,8 +106,16 @@ def test_triangle_features_of_flat_patches_stay_within_the_rounding_of_the_expan
 
 def test_hard_features_are_the_histograms_of_the_definition(images):
     extractor = get_extractor("bovw", n_clusters=40, n_patches=2000, stride=2, encoding="hard").fit(images)
-    # exact here; codes could differ only where two words are equally near, within float32 rounding
-    np.testing.assert_allclose(extractor.transform(images), reference_encode(extractor, images), atol=1e-6)
+    features, expected = extractor.transform(images), reference_encode(extractor, images)
+    # exact on the noise images; codes could differ only where two words are equally near, within float32 rounding
+    np.testing.assert_allclose(features[4:], expected[4:], atol=1e-6)
+    # the other four hold flat patches, mirror-symmetric: exactly as near a word as its mirror, so which
+    # of the pair they count for is rounding's choice; the pair's count is not
+    def per_pair(codes):
+        codes = codes.reshape(len(codes), -1, 40)
+        return codes + codes[:, :, extractor.mirrored_codeword_]
+
+    np.testing.assert_allclose(per_pair(features), per_pair(expected), atol=1e-6)
 
 
 def test_transform_is_the_same_on_one_thread_or_several(images):
@@ -176,3 +195,78 @@ def test_more_clusters_than_patches_is_refused():
 def test_impossible_settings_are_refused_naming_the_parameter(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         get_extractor("bovw", **bad)
+
+
+# --- mirrors: an image's mirror encoded from the image's own distances ----------------------------
+
+def test_the_mirrored_patch_order_mirrors_dense_patches(rng):
+    images = rng.integers(0, 256, (2, 9, 11, 3), dtype=np.uint8)
+    patches = dense_patches(images, patch_size=4, stride=1)  # (2, 6, 8, 48)
+    mirrored = dense_patches(np.ascontiguousarray(images[:, :, ::-1]), patch_size=4, stride=1)
+    # the mirror's patch at column c is the image's patch at column 7 - c, mirrored
+    np.testing.assert_array_equal(mirrored.numpy(), patches.flip(2)[..., mirrored_patch_order(4)].numpy())
+
+
+@pytest.mark.parametrize("n_clusters", [40, 41])
+@pytest.mark.parametrize("whitening", [True, False])
+def test_codebook_and_whitening_are_closed_under_mirroring(images, n_clusters, whitening):
+    extractor = get_extractor("bovw", n_clusters=n_clusters, n_patches=2000, whitening=whitening).fit(images)
+    mirror = mirrored_patch_order(6).numpy()
+    codebook, partner = extractor.codebook_, extractor.mirrored_codeword_
+    # every mirrored codeword is a codeword, found by distance (not by trusting `partner`) ...
+    nearest = np.linalg.norm(codebook[:, mirror][:, None] - codebook[None], axis=2).min(1)
+    assert nearest.max() <= 1e-5 * np.abs(codebook).max()
+    # ... and `partner` names it: an involution, exactly
+    np.testing.assert_array_equal(partner[partner], np.arange(n_clusters))
+    np.testing.assert_array_equal(codebook[partner][:, mirror], codebook)
+    np.testing.assert_array_equal(extractor.whitening_[mirror][:, mirror], extractor.whitening_)  # W P = P W
+    np.testing.assert_array_equal(extractor.patch_mean_[mirror], extractor.patch_mean_)
+    assert len(np.unique(codebook, axis=0)) > n_clusters // 2  # pairs, not every word its own mirror
+
+
+def test_mirror_symmetric_zca_is_the_zca_of_the_patches_and_their_mirrors(rng):
+    patches = normalize_patches(random_patches(rng.integers(0, 256, (20, 12, 12, 3), dtype=np.uint8), 3000, 4, rng))
+    mirror = mirrored_patch_order(4)
+    mean, whitening = mirror_symmetric_zca(patches, 0.1, mirror)
+    expected_mean, expected_whitening = zca_whitening(torch.cat([patches, patches[:, mirror]]), 0.1)
+    torch.testing.assert_close(mean, expected_mean, rtol=0, atol=1e-5)
+    torch.testing.assert_close(whitening, expected_whitening, rtol=0, atol=1e-5 * expected_whitening.abs().max().item())
+
+
+def cifar_crops(height: int, width: int, n: int = 40) -> np.ndarray:
+    """Real CIFAR-10 images cropped to an odd size: the pooling regions and patch grid are then uneven."""
+    return np.ascontiguousarray(first_images(n)[:, 5 : 5 + height, 3 : 3 + width])
+
+
+MIRROR_SETTINGS = [
+    dict(size=(19, 23), stride=1, pooling_grid=2),
+    dict(size=(19, 23), stride=1, pooling_grid=3),
+    dict(size=(19, 24), stride=2, pooling_grid=2),  # (24 - 6) % 2 == 0: the mirror's patches are the image's
+    dict(size=(19, 24), stride=2, pooling_grid=3),
+    dict(size=(19, 23), stride=2, pooling_grid=2),  # (23 - 6) % 2 == 1: they are not, the mirror is encoded itself
+]
+
+
+@needs_shared_cifar10
+@pytest.mark.parametrize("encoding", ["triangle", "hard"])
+@pytest.mark.parametrize("settings", MIRROR_SETTINGS, ids=lambda s: f"{s['size'][0]}x{s['size'][1]}-stride{s['stride']}-grid{s['pooling_grid']}")
+def test_mirrored_codes_are_the_codes_of_the_mirrored_images(settings, encoding):
+    images = cifar_crops(*settings["size"])
+    extractor = get_extractor("bovw", n_clusters=41, n_patches=3000, stride=settings["stride"], pooling_grid=settings["pooling_grid"], encoding=encoding)
+    extractor.fit(images)
+    codes, mirrored_codes = extractor.transform_with_mirror(images)
+    np.testing.assert_array_equal(codes, extractor.transform(images))
+    expected = extractor.transform(np.ascontiguousarray(images[:, :, ::-1]))
+    assert mirrored_codes.dtype == np.float32 and mirrored_codes.shape == expected.shape
+    # triangle: float32 rounding (the mirror's patch values are summed in another order); hard: encoded
+    # as images, the same bytes
+    np.testing.assert_allclose(mirrored_codes, expected, rtol=1e-5, atol=1e-5 * expected.max())
+
+
+def test_a_codebook_fit_before_mirror_pairs_has_its_mirrors_encoded_as_images(images):
+    """A state.npz saved before `mirrored_codeword_` existed: the mirrors cannot be derived, so they are encoded."""
+    extractor = small(stride=1).fit(images)
+    del extractor.mirrored_codeword_
+    codes, mirrored_codes = extractor.transform_with_mirror(images)
+    np.testing.assert_array_equal(codes, extractor.transform(images))
+    np.testing.assert_array_equal(mirrored_codes, extractor.transform(np.ascontiguousarray(images[:, :, ::-1])))

@@ -50,6 +50,18 @@ def test_a_view_that_is_not_c_contiguous_gives_the_rows_of_its_contiguous_copy(n
 
 
 @pytest.mark.parametrize("name", extractor_names())
+def test_transform_with_mirror_gives_the_features_of_the_images_and_of_their_mirrors(name, images):
+    """The extract stage's pair for mirrored training rows; an extractor may derive the second (bovw)."""
+    extractor = build(name).fit(images)
+    features, mirrored = extractor.transform_with_mirror(images)
+    expected = extractor.transform(np.ascontiguousarray(images[:, :, ::-1]))
+    np.testing.assert_array_equal(features, extractor.transform(images))
+    assert mirrored.dtype == np.float32 and mirrored.shape == expected.shape
+    # float32 rounding where the mirror's features are derived (bovw: its patch values summed in another order)
+    np.testing.assert_allclose(mirrored, expected, rtol=1e-5, atol=1e-5 * max(np.abs(expected).max(), 1e-6))
+
+
+@pytest.mark.parametrize("name", extractor_names())
 def test_same_input_same_output(name, images):
     first = build(name).fit(images).transform(images)
     second = build(name).fit(images).transform(images)
