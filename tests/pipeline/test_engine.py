@@ -256,7 +256,7 @@ def test_extraction_finishes_with_the_same_features_when_a_worker_node_dies(name
     progress = {}
 
     def kill_the_node_a_fifth_in(line: str) -> None:
-        done = re.search(r"hog train:.*\| *(\d+)/(\d+)", line)
+        done = re.search(r"hog train[^:]*:.*\| *(\d+)/(\d+)", line)  # "hog train + train mirrored: ... 3/20"
         if done and "killed_at" not in progress and int(done[1]) >= int(done[2]) // 5:
             progress.update(killed_at=int(done[1]), total=int(done[2]), killed=namespace.kill_node("doomed"))
 
