@@ -75,6 +75,20 @@ class ColorHistogram(FeatureExtractor):
         counts = np.bincount(flat.ravel(), minlength=n * self.grid**2 * slots).reshape(n, self.grid**2, histograms, length)
         return (counts / counts.sum(-1, keepdims=True)).reshape(n, dim).astype(np.float32)
 
+    def transform_with_mirror(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(transform(images), transform of their left-right mirrors), the mirrors' histograms taken from
+        the images' own: a region's histogram does not depend on where its pixels lie in it, so a mirror's
+        region (i, j) is its image's (i, grid - 1 - j) wherever the grid's columns are mirror-symmetric
+        (the width a multiple of grid, or near it); elsewhere the mirrors are computed as any image."""
+        check_images(images)
+        width = images.shape[2]
+        column_region = np.arange(width) * self.grid // width
+        if not np.array_equal(column_region[::-1], self.grid - 1 - column_region):
+            return super().transform_with_mirror(images)
+        features = self.transform(images)
+        regions = features.reshape(len(features), self.grid, self.grid, -1)
+        return features, np.ascontiguousarray(regions[:, :, ::-1]).reshape(features.shape)
+
     def figure(self, images):
         """Each sample image above its histogram (the first grid region's), hue bins in their own colours."""
         from matplotlib.colors import hsv_to_rgb

@@ -48,12 +48,44 @@ def random_shift(image_shape: tuple[int, int, int], pixels: int = SHIFT_PIXELS) 
     return augment
 
 
+def flip_then_shift(image_shape: tuple[int, int, int], pixels: int = SHIFT_PIXELS) -> Augment:
+    """horizontal_flip then random_shift, the same random draws in the same order, as one gather.
+
+    Each output pixel is copied from its source pixel of the original row (a zero past the edge), the
+    sources of every (flip, dy, dx) tabled once: one pass over the batch instead of a flip, a padded copy
+    and a gather with three index tensors (on CIFAR-10's 128-row minibatches, a ninth of an MLP epoch).
+    """
+    height, width, channels = image_shape
+    offsets = torch.arange(-pixels, pixels + 1)
+    flip, dy, dx = (grid.reshape(-1) for grid in torch.meshgrid(torch.tensor([0, 1]), offsets, offsets, indexing="ij"))
+    source_rows = torch.arange(height) + dy[:, None]  # output row r reads row r + dy of the flipped image,
+    shifted_cols = torch.arange(width) + dx[:, None]  # column c + dx of the flipped image, which is
+    source_cols = torch.where(flip[:, None] == 1, width - 1 - shifted_cols, shifted_cols)  # this column of the original
+    inside = ((source_rows >= 0) & (source_rows < height))[:, :, None] & ((shifted_cols >= 0) & (shifted_cols < width))[:, None, :]
+    zero = -1  # past the edge: the zero pixel appended after the batch's pixels
+    sources = torch.where(inside, source_rows[:, :, None] * width + source_cols[:, None, :], zero).view(len(flip), -1)  # (2 * 25, H * W)
+    moves = 2 * pixels + 1
+
+    def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n = len(batch)
+        flipped = torch.rand(n, generator=generator) < 0.5  # horizontal_flip's draw, then random_shift's
+        shift_y, shift_x = torch.randint(0, moves, (2, n), generator=generator)
+        index = sources[(flipped.long() * moves + shift_y) * moves + shift_x]  # (n, H * W)
+        index = torch.where(index == zero, n * height * width, index + (torch.arange(n) * height * width)[:, None])
+        pixels_and_zero = torch.cat([batch.reshape(n * height * width, channels), batch.new_zeros(1, channels)])
+        return pixels_and_zero.index_select(0, index.view(-1).to(batch.device)).view(n, -1)
+
+    return augment
+
+
 def augmentation(name: str, image_shape: tuple[int, int, int]) -> Augment | None:
     """The augment function for a params name ("flip+shift": flip, then shift), or None for "none"."""
     if name not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}; got {name!r}")
     if name == "none":
         return None
+    if name == "flip+shift":
+        return flip_then_shift(image_shape)
     steps = [{"flip": horizontal_flip, "shift": random_shift}[part](image_shape) for part in name.split("+")]
 
     def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

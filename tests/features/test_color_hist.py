@@ -68,3 +68,13 @@ def test_grid_sees_where_the_colour_is():
 def test_refuses_unknown_settings(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         get_extractor("color_hist", **bad)
+
+
+@pytest.mark.parametrize("mode", ["hue", "per_channel", "joint"])
+@pytest.mark.parametrize("width, grid", [(32, 2), (21, 3), (19, 2), (7, 3)])  # columns split 16+16, 7+7+7, 10+9, 3+2+2
+def test_the_mirrors_histograms_are_the_images_with_the_regions_swapped_or_computed(rng, mode, width, grid):
+    images = rng.integers(0, 256, (6, 9, width, 3), dtype=np.uint8)
+    extractor = get_extractor("color_hist", bins=5, mode=mode, grid=grid).fit(images)
+    features, mirrored = extractor.transform_with_mirror(images)
+    np.testing.assert_array_equal(features, extractor.transform(images))
+    np.testing.assert_array_equal(mirrored, extractor.transform(np.ascontiguousarray(images[:, :, ::-1])))

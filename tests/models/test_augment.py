@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models.augment import augmentation, horizontal_flip, random_shift
+from models.augment import augmentation, flip_then_shift, horizontal_flip, random_shift
 
 
 def test_flip_mirrors_about_half_the_rows_and_keeps_the_others():
@@ -49,3 +49,13 @@ def test_flip_and_shift_compose_and_are_seeded():
     first = both(rows, torch.Generator().manual_seed(2))
     torch.testing.assert_close(first, both(rows, torch.Generator().manual_seed(2)))
     assert first.shape == rows.shape and not torch.equal(first, rows)
+
+
+@pytest.mark.parametrize("image_shape", [(5, 5, 3), (32, 32, 3), (6, 9, 1)])
+def test_flip_then_shift_in_one_gather_equals_the_flip_then_the_shift(image_shape):
+    rows = torch.randn(64, image_shape[0] * image_shape[1] * image_shape[2])
+    flip, shift, both = horizontal_flip(image_shape), random_shift(image_shape), flip_then_shift(image_shape)
+    one, two = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    for _ in range(3):  # the same draws in the same order: the generators stay in step batch after batch
+        torch.testing.assert_close(both(rows, one), shift(flip(rows, two), two), rtol=0, atol=0)
+    assert augmentation("flip+shift", image_shape).__qualname__.startswith("flip_then_shift")
