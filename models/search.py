@@ -287,8 +287,9 @@ def search_and_refit(
     the train rows first, as many as `train_features` has), learning from all of their rows while the
     trial learns from their train rows (models.training.train_together's twins), and keeps its weights
     of the trial's kept epoch. Each minibatch is read once for both: on CIFAR-10's `bovw` rows 1.16x
-    faster than the search then the refit (tests/benchmarks/bench_joint_refit.py), with the refit's
-    weights identical. A trial that diverges goes the long way (search's back-off, then refit).
+    faster than the search then the refit (tests/benchmarks/bench_joint_refit.py), the refit's weights
+    the same to float32 rounding (the two learn from one product, models.training.learn_linear_together).
+    A trial that diverges goes the long way (search's back-off, then refit).
     """
     (outcome,) = search_and_refit_many([candidate], train_features, train_labels, refit_features, refit_labels, val_features, val_labels, device, augment, progress, class_names)
     if isinstance(outcome, TrainingFailed):
@@ -374,7 +375,8 @@ def refit_many(
     progress: bool = True,
 ) -> list[MLP | TrainingFailed]:
     """refit() of each chosen trial (an SVM's and a softmax's), in one pass over the rows where they can
-    train together: each model exactly what refit() would give alone, or the TrainingFailed it would raise."""
+    train together: each model what refit() would give alone (to float32 rounding, linear models sharing
+    one product), or the TrainingFailed it would raise."""
     return [outcome if isinstance(outcome, TrainingFailed) else outcome[0] for outcome in _refits(chosen, features, labels, device, augment, progress)]
 
 

@@ -250,7 +250,7 @@ def train(
 
 
 def can_train_together(configs: Sequence[TrainConfig], model_configs: Sequence[MLPConfig]) -> bool:
-    """Whether train_together gives each model exactly what train() alone would: one model always; several
+    """Whether train_together gives each model what train() alone would: one model always; several
     with the same seed and batch size (so the same minibatches, flips and shifts) and no dropout (which
     draws from torch's global generator, shared between them)."""
     if len(configs) == 1:
@@ -275,8 +275,10 @@ def train_together(
     """train() for several models in lockstep: each minibatch is read (and augmented) once and feeds them all.
 
     Reading rows is most of a linear model's epoch, so a search over learning rates costs about one
-    training instead of one per rate. Each model gets exactly the updates train() would give it alone
-    (can_train_together says when); a model whose loss stops being finite gets its TrainingFailed in
+    training instead of one per rate. Each model gets the updates train() would give it alone
+    (can_train_together says when): bit for bit, except that linear models learn from one matrix
+    product for all of them (learn_linear_together), which rounds differently from each model's own;
+    a model whose loss stops being finite gets its TrainingFailed in
     the returned list and the others go on. Models may differ in learning rate, regularization,
     epochs, patience, optimizer, loss, precision and architecture; `stop_after` is one number for all of
     them or one per model (refits of different trials, each stopped at its trial's best epoch).
@@ -312,15 +314,11 @@ def train_together(
             batch = order[start : start + batch_size]
             rows, batch = read_rows(x, batch, device), batch.to(device)
             inputs, labels = rows if augment is None else augment(rows, generator), y[batch]
+            learners: list[tuple[_Run, torch.Tensor | None]] = [(run, None) for run in active]
             if twin_runs:
-                for twin in active_twins:
-                    twin.learn(inputs, labels)
                 in_train = batch < n_train
-                inputs, labels = inputs[in_train], labels[in_train]
-                if not len(labels):
-                    continue
-            for run in active:
-                run.learn(inputs, labels)
+                learners = [(twin, None) for twin in active_twins] + ([(run, in_train) for run in active] if in_train.any() else [])
+            learn_minibatch(learners, inputs, labels)
         finite = [run for run in active if run.end_epoch(epoch)]
         for run, accuracy in zip(finite, evaluate_many([run.model for run in finite], val_features, val_labels) if finite else []):
             run.record(epoch, n_train, accuracy, no_validation=len(val_labels) == 0)
@@ -357,11 +355,18 @@ class _Run:
         self.total_loss = torch.zeros((), device=self.device)
         self.correct = torch.zeros((), dtype=torch.int64, device=self.device)
 
+    @property
+    def is_linear(self) -> bool:
+        return not self.model.config.hidden_sizes
+
     def learn(self, inputs: torch.Tensor, labels: torch.Tensor) -> None:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
             scores = self.model(inputs).float()
         loss = self.loss_function(scores, labels)
-        gradients = torch.autograd.grad(loss, self.parameters)
+        self.apply(list(torch.autograd.grad(loss, self.parameters)), loss, scores, labels)
+
+    def apply(self, gradients: list[torch.Tensor], loss: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> None:
+        """The update from one minibatch's gradients, and its loss and correct answers added to the epoch's."""
         for position in self.weight_positions:
             add_penalty_gradient(gradients[position], self.parameters[position], self.config.regularization, self.config.reg_strength)
         self.step(gradients, self.rate)
@@ -414,6 +419,59 @@ class _Twin(_Run):
         self.history.append(EpochRecord(epoch + 1, self.total_loss / n_rows, self.correct / n_rows, math.nan, self.rate))
         if self.partner.improved:
             self.keep_weights()
+
+
+def learn_minibatch(learners: list[tuple[_Run, torch.Tensor | None]], inputs: torch.Tensor, labels: torch.Tensor) -> None:
+    """Each (run, rows) learns from the minibatch, or from its `rows` (a mask) when given.
+
+    Linear models of one precision learn together (learn_linear_together); the rest one by one, the
+    masked rows copied once for all of them.
+    """
+    linear = [(run, rows) for run, rows in learners if run.is_linear]
+    if len(linear) > 1 and len({run.config.precision for run, _ in linear}) == 1:
+        learn_linear_together(linear, inputs, labels)
+        learners = [(run, rows) for run, rows in learners if not run.is_linear]
+    learn_one_by_one(learners, inputs, labels)
+
+
+def learn_one_by_one(learners: list[tuple[_Run, torch.Tensor | None]], inputs: torch.Tensor, labels: torch.Tensor) -> None:
+    """learn_minibatch's models that do not learn together: each its own products, the masked rows copied once."""
+    subset = None
+    for run, rows in learners:
+        if rows is None:
+            run.learn(inputs, labels)
+            continue
+        if subset is None:
+            subset = inputs[rows], labels[rows]
+        run.learn(*subset)
+
+
+def learn_linear_together(learners: list[tuple[_Run, torch.Tensor | None]], inputs: torch.Tensor, labels: torch.Tensor) -> None:
+    """Several linear models' step on one minibatch from two matrix products: the scores of all of them
+    from one, their weight gradients from one more.
+
+    A linear model's product has ten-odd columns, too narrow for the CPU's matrix kernels to run at
+    speed, and each model's products read the whole minibatch again; side by side they are one wide
+    product (bovw's four models: 2.2x per minibatch on the 2-core machine, tests/benchmarks/
+    bench_linear_together.py). A model with `rows` learns from those rows' scores only. Each model's
+    loss, gradient and update are its own, as if it learned alone, to float32 rounding: the wide
+    product sums in another order than the narrow one.
+    """
+    first = learners[0][0]
+    weights = torch.cat([run.parameters[0].detach() for run, _ in learners]).requires_grad_()
+    biases = torch.cat([run.parameters[1].detach() for run, _ in learners]).requires_grad_()
+    with torch.autocast(first.device.type, dtype=torch.bfloat16, enabled=first.config.precision == "bf16"):
+        scores = torch.nn.functional.linear(inputs, weights, biases).float()
+    widths = [len(run.parameters[1]) for run, _ in learners]
+    parts = []
+    for (run, rows), block in zip(learners, scores.split(widths, 1)):
+        run_scores, run_labels = (block, labels) if rows is None else (block[rows], labels[rows])
+        parts.append((run_scores, run_labels, run.loss_function(run_scores, run_labels)))
+    weight_gradients, bias_gradients = torch.autograd.grad(sum(loss for _, _, loss in parts), [weights, biases])
+    for (run, _), weight_gradient, bias_gradient, (run_scores, run_labels, loss) in zip(
+        learners, weight_gradients.split(widths), bias_gradients.split(widths), parts
+    ):
+        run.apply([weight_gradient, bias_gradient], loss, run_scores, run_labels)
 
 
 def best_record(history: list[EpochRecord]) -> EpochRecord:

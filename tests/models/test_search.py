@@ -18,7 +18,7 @@ from models.search import (
     search_many,
 )
 from models.training import TrainConfig, TrainingFailed, evaluate
-from tests.models.test_training import separable_blobs
+from tests.models.test_training import assert_same_history, assert_same_weights, separable_blobs
 
 SPACE = SearchSpace(learning_rates=[0.001, 0.01], reg_strengths=[0.0, 1e-3], hidden_sizes=[[], [8]], epochs=[2, 4])
 BASE, BASE_MODEL = TrainConfig(batch_size=32), MLPConfig(input_dim=5, n_classes=3)
@@ -88,11 +88,10 @@ def test_a_lone_candidate_searched_with_its_refit_is_the_trial_search_gives_and_
     alone, _ = search([candidate], x, y, val_x, val_y, CPU, progress=False)
     # refit rows with no validation rows in them: the twin sees the trial's minibatches
     trial, trials, twin = search_and_refit(candidate, x, y, x, y, val_x, val_y, CPU, progress=False)
-    assert trials == [trial] and trial.history == alone.history and trial.best_epoch == alone.best_epoch < 6
-    for ours, theirs in zip(weights(trial.model), weights(alone.model)):
-        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
-    for ours, theirs in zip(weights(twin), weights(trial.model)):  # kept at the trial's epoch, not the last
-        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    assert trials == [trial] and trial.best_epoch == alone.best_epoch < 6
+    assert_same_history(trial.history, alone.history)  # the trial and its twin learn from one product: to rounding
+    assert_same_weights(trial.model, alone.model)
+    assert_same_weights(twin, trial.model)  # kept at the trial's epoch, not the last
 
 
 def test_in_the_joint_pass_only_the_refit_learns_from_the_validation_rows():
@@ -223,8 +222,7 @@ def test_a_search_in_this_process_trains_its_trials_together_with_the_results_of
     assert one_after_another == [12]
     assert len(together[1]) == len(apart[1]) < 12  # trials at 1e30 diverged, the same ones either way
     for left, right in zip(together[1], apart[1]):
-        assert (left.config, left.history, left.best_epoch) == (right.config, right.history, right.best_epoch)
-        assert all(torch.equal(a, b) for a, b in zip(left.model.state_dict().values(), right.model.state_dict().values()))
+        assert_same_trial(left, right)
     assert together[0].config == apart[0].config
 
 
@@ -245,9 +243,10 @@ def classifier_groups(rates: list[float]) -> list[list]:
 
 
 def assert_same_trial(ours, theirs) -> None:
-    assert ours.config == theirs.config and ours.history == theirs.history and ours.best_epoch == theirs.best_epoch
-    for mine, alone in zip(weights(ours.model), weights(theirs.model)):
-        torch.testing.assert_close(mine, alone, rtol=0, atol=0)
+    """The same trial to float32 rounding: linear models learning together share one product."""
+    assert ours.config == theirs.config and ours.best_epoch == theirs.best_epoch
+    assert_same_history(ours.history, theirs.history)
+    assert_same_weights(ours.model, theirs.model)
 
 
 def test_classifiers_searched_and_refit_together_end_as_each_would_alone():
@@ -262,8 +261,7 @@ def test_classifiers_searched_and_refit_together_end_as_each_would_alone():
             assert_same_trial(trial, trial_alone)
     refits = refit_many([best for best, _ in together], x, y, CPU, progress=False)
     for model, (best, _) in zip(refits, alone):  # each stopped at its own trial's best epoch
-        for mine, theirs in zip(weights(model), weights(refit(best, x, y, CPU, progress=False)[0])):
-            torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+        assert_same_weights(model, refit(best, x, y, CPU, progress=False)[0])
 
 
 def test_lone_candidates_of_two_classifiers_train_with_their_refits_in_one_pass_as_each_would_alone():
@@ -275,8 +273,7 @@ def test_lone_candidates_of_two_classifiers_train_with_their_refits_in_one_pass_
         alone, _, alone_twin = search_and_refit(candidate, x, y, rows, labels, val_x, val_y, CPU, progress=False)
         assert trials == [trial]
         assert_same_trial(trial, alone)
-        for mine, theirs in zip(weights(twin), weights(alone_twin)):
-            torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+        assert_same_weights(twin, alone_twin)
 
 
 def test_a_classifier_that_diverges_fails_alone_and_the_other_trains():

@@ -18,12 +18,33 @@ from models.training import (
     fit_channel_standardization,
     fit_standardization,
     kept_record,
+    learn_linear_together,
+    learn_one_by_one,
     nesterov_step,
     row_batches,
     sgd_momentum_step,
     train,
     train_together,
 )
+
+
+ROUNDING = {"rtol": 1e-4, "atol": 1e-6}  # linear models that learn together: float32 rounding apart from alone
+
+
+def assert_same_history(ours, theirs) -> None:
+    """Epoch records equal, their training losses to float32 rounding (see learn_linear_together)."""
+    assert [(r.epoch, r.train_accuracy, r.val_accuracy, r.learning_rate) for r in ours] == [
+        (r.epoch, r.train_accuracy, r.val_accuracy, r.learning_rate) for r in theirs
+    ]
+    np.testing.assert_allclose([r.train_loss for r in ours], [r.train_loss for r in theirs], rtol=ROUNDING["rtol"])
+
+
+def assert_same_weights(ours, theirs, exactly: bool = False) -> None:
+    """Two models' (or lists of tensors') weights: bit for bit, or to float32 rounding."""
+    ours, theirs = (list(m.parameters()) if isinstance(m, torch.nn.Module) else list(m) for m in (ours, theirs))
+    assert len(ours) == len(theirs)
+    for mine, other in zip(ours, theirs):
+        torch.testing.assert_close(mine.detach(), other.detach(), **({"rtol": 0, "atol": 0} if exactly else ROUNDING))
 
 
 def separable_blobs(n_per_class=60, n_classes=3, dim=5, seed=0):
@@ -260,8 +281,9 @@ def _state(model):
     return {name: tensor.clone() for name, tensor in model.state_dict().items()}
 
 
-def test_models_trained_together_end_exactly_as_each_trained_alone():
-    """One read of each minibatch feeds every model: same flips, same updates, same early stop, same failure."""
+def test_models_trained_together_end_as_each_trained_alone():
+    """One read of each minibatch feeds every model: same flips, same updates, same early stop, same failure;
+    the MLP bit for bit, the linear models (one product for all of them) to float32 rounding."""
     x, y = separable_blobs(n_per_class=40, dim=12)
     flip = horizontal_flip((2, 2, 3))  # 12 columns as 2x2 RGB images: a random augmentation to share
     configs = [
@@ -287,9 +309,43 @@ def test_models_trained_together_end_exactly_as_each_trained_alone():
     assert str(together[2]) == alone[2][0] and isinstance(together[2], TrainingFailed)
     for index in (0, 1, 3):
         history, state = alone[index]
-        assert together[index] == history
-        assert all(torch.equal(models[index].state_dict()[name], state[name]) for name in state)
+        exactly = index == 3
+        if exactly:
+            assert together[index] == history
+        assert_same_history(together[index], history)
+        assert_same_weights(models[index].state_dict().values(), state.values(), exactly)
     assert len(together[1]) < 9  # early stopping happened, while the others went on
+
+
+def test_linear_models_learn_from_one_product_as_each_from_its_own():
+    """learn_linear_together against each model's own products (the masked model's from the copied rows):
+    the same steps to rounding, and a model gone infinite spoiling no other."""
+    from models.training import _Run
+
+    x, y = separable_blobs(n_per_class=30, dim=12)
+    configs = [TrainConfig(loss="squared_hinge", learning_rate=0.01), TrainConfig(learning_rate=0.003, optimizer="nesterov"), TrainConfig(learning_rate=0.01)]
+    masks = [None, torch.arange(len(y)) % 3 != 0, None]
+
+    def runs():
+        built = []
+        for config in configs:
+            torch.manual_seed(0)
+            run = _Run(MLP(MLPConfig(12, 3)), config, config.epochs, torch.device("cpu"))
+            run.start_epoch(0)
+            built.append(run)
+        with torch.no_grad():
+            built[2].parameters[0][0, 0] = float("inf")
+        return built
+
+    together, apart = runs(), runs()
+    for _ in range(3):
+        learn_linear_together(list(zip(together, masks)), x, y)
+        learn_one_by_one(list(zip(apart, masks)), x, y)
+    for ours, theirs in zip(together[:2], apart[:2]):
+        assert_same_weights(ours.parameters, theirs.parameters)
+        assert torch.isfinite(ours.parameters[0]).all() and ours.correct == theirs.correct
+        torch.testing.assert_close(ours.total_loss, theirs.total_loss, **ROUNDING)
+    assert not torch.isfinite(together[2].total_loss) and not torch.isfinite(apart[2].total_loss)
 
 
 @pytest.mark.parametrize(
