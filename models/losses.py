@@ -4,30 +4,45 @@ from __future__ import annotations
 import torch
 
 
-def svm_loss(scores: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
-    """Multiclass SVM (Weston & Watkins 1999; cs231n): mean over examples of sum_{j != y} max(0, s_j - s_y + margin).
+def svm_losses(scores: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """Multiclass SVM (Weston & Watkins 1999; cs231n) of each example: sum_{j != y} max(0, s_j - s_y + margin).
 
-    scores : (n, C) float; labels : (n,) int64.
+    scores : (..., C) float, classes on the last axis; labels : scores.shape[:-1] int64.
     """
-    correct = scores.gather(1, labels[:, None])
+    correct = scores.gather(-1, labels[..., None])
     margins = (scores - correct + margin).clamp(min=0)
-    margins = margins.scatter(1, labels[:, None], 0.0)
-    return margins.sum(1).mean()
+    margins = margins.scatter(-1, labels[..., None], 0.0)
+    return margins.sum(-1)
 
 
-def squared_hinge_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """One-vs-rest L2-SVM: mean over examples of sum_j max(0, 1 - t_j s_j)^2, t_y = +1, t_j = -1 otherwise.
+def squared_hinge_losses(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """One-vs-rest L2-SVM of each example: sum_j max(0, 1 - t_j s_j)^2, t_y = +1, t_j = -1 otherwise.
 
     The linear SVM of Coates, Lee & Ng (2011) and the default of scikit-learn's LinearSVC: each class
     its own binary SVM, the squared hinge smooth enough for SGD to converge on thousands of features.
     """
-    targets = torch.full_like(scores, -1.0).scatter_(1, labels[:, None], 1.0)
-    return (1 - targets * scores).clamp(min=0).square().sum(1).mean()
+    targets = torch.full_like(scores, -1.0).scatter_(-1, labels[..., None], 1.0)
+    return (1 - targets * scores).clamp(min=0).square().sum(-1)
+
+
+def softmax_losses(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the softmax of each example: log(sum_j exp s_j) - s_y, computed stably."""
+    return torch.logsumexp(scores, -1) - scores.gather(-1, labels[..., None]).squeeze(-1)
+
+
+def svm_loss(scores: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """The mean of svm_losses over the examples: scores (n, C), labels (n,)."""
+    return svm_losses(scores, labels, margin).mean()
+
+
+def squared_hinge_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The mean of squared_hinge_losses over the examples."""
+    return squared_hinge_losses(scores, labels).mean()
 
 
 def softmax_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the softmax: mean of log(sum_j exp s_j) - s_y, computed stably."""
-    return (torch.logsumexp(scores, 1) - scores.gather(1, labels[:, None]).squeeze(1)).mean()
+    """The mean of softmax_losses over the examples."""
+    return softmax_losses(scores, labels).mean()
 
 
 def weight_penalty(weights: list[torch.Tensor], kind: str) -> torch.Tensor:
@@ -55,3 +70,4 @@ def add_penalty_gradient(gradient: torch.Tensor, weight: torch.Tensor, kind: str
 
 
 LOSSES = {"svm": svm_loss, "squared_hinge": squared_hinge_loss, "softmax": softmax_loss}
+EXAMPLE_LOSSES = {"svm": svm_losses, "squared_hinge": squared_hinge_losses, "softmax": softmax_losses}  # per example, any leading axes

@@ -288,7 +288,7 @@ def search_and_refit(
     trial learns from their train rows (models.training.train_together's twins), and keeps its weights
     of the trial's kept epoch. Each minibatch is read once for both: on CIFAR-10's `bovw` rows 1.16x
     faster than the search then the refit (tests/benchmarks/bench_joint_refit.py), the refit's weights
-    the same to float32 rounding (the two learn from one product, models.training.learn_linear_together).
+    the same to float32 rounding (the two learn from one product, models.training.LinearStack).
     A trial that diverges goes the long way (search's back-off, then refit).
     """
     (outcome,) = search_and_refit_many([candidate], train_features, train_labels, refit_features, refit_labels, val_features, val_labels, device, augment, progress, class_names)

@@ -1,6 +1,6 @@
 """How far two ways of training the same linear models end apart: float32 rounding, not a different model.
 
-Linear models that learn together share one matrix product (models.training.learn_linear_together), which
+Linear models that learn together share one matrix product (models.training.LinearStack), which
 sums in another order than each model's own, so the benchmarks that time "together" against "alone"
 check agreement to a tolerance instead of bit for bit.
 """

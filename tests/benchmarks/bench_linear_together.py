@@ -1,5 +1,6 @@
-"""A linear stage's models on one minibatch: each its own matrix products (the baseline) against one wide
-product for all of them (`models.training.learn_linear_together`).
+"""A linear stage's models on one minibatch: each its own matrix products and update (the baseline) against
+the models stacked (`models.training.LinearStack`: one product for the scores of all, one for their
+gradients, one update).
 
 A script, not a test. Run it inside a project whose features are extracted (`dvc repro` has run: it
 reads `data/`), e.g. a CIFAR-10 workspace:
@@ -11,7 +12,7 @@ validation, as `search_and_refit_many` trains them), reads `--batches` minibatch
 size, then has both ways learn from them, alternately, `--repeats` times each, from the same initial
 weights. It prints the median milliseconds per minibatch of each way and their ratio, and the largest
 difference between the two ways' weights after those steps (float32 rounding: the wide product sums in
-another order).
+another order; tests/benchmarks/agreement.py).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from models.mlp import MLP  # noqa: E402
-from models.training import _Run, learn_linear_together, learn_one_by_one  # noqa: E402
+from models.training import LinearStack, _Run, learn_minibatch  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
 from pipeline.train import load_training_data, plan_classifier  # noqa: E402
 from tests.benchmarks.agreement import check_agreement, largest_difference  # noqa: E402
@@ -72,24 +73,35 @@ def main() -> None:
         minibatches = [(torch.as_tensor(source.rows(rows)), torch.as_tensor(rows)) for rows in batches]
         labels = data.refit_labels if source is data.refit else data.train_labels
         n_train = len(data.train)
-        seconds, weights = {"each model its own products": [], "one product for all": []}, {}
+        seconds = {way: [] for way in WAYS}
+        weights = {}
         for repeat in range(args.repeats):
-            ways = list(seconds) if repeat % 2 == 0 else list(reversed(seconds))
-            for way in ways:
+            for way in WAYS if repeat % 2 == 0 else list(reversed(WAYS)):
                 runs = fresh_runs(models, cpu)
+                stack = LinearStack(runs) if way == STACKED else None
                 start = time.perf_counter()
                 for inputs, rows in minibatches:
                     in_train = rows < n_train
                     learners = [(run, in_train if masked else None) for run, (*_, masked) in zip(runs, models)]
-                    (learn_linear_together if way == "one product for all" else learn_one_by_one)(learners, inputs, labels[rows])
+                    if stack is not None:
+                        stack.learn(learners, inputs, labels[rows])
+                    else:
+                        WAYS[way](learners, inputs, labels[rows])
+                if stack is not None:
+                    stack.end_epoch()
                 seconds[way].append((time.perf_counter() - start) / len(minibatches) * 1e3)
                 weights[way] = [run.parameters[0].detach().clone() for run in runs]
         medians = {way: statistics.median(times) for way, times in seconds.items()}
-        agreement = check_agreement(feature_set, max(largest_difference([a], [b]) for a, b in zip(*weights.values())))
-        base, fused = medians.values()
-        print(f"{feature_set}: {len(models)} models x {batch_size}-row minibatches of {data.train.dim} columns, median of {args.repeats} x {len(minibatches)} "
-              f"minibatches: each its own products {base:.2f} ms, one product for all {fused:.2f} ms: {base / fused:.2f}x; "
-              f"{agreement}", flush=True)
+        base = medians[BASELINE]
+        print(f"{feature_set}: {len(models)} models x {batch_size}-row minibatches of {data.train.dim} columns, "
+              f"median of {args.repeats} x {len(minibatches)} minibatches:", flush=True)
+        for way, median in medians.items():
+            agreement = check_agreement(way, max(largest_difference([a], [b]) for a, b in zip(weights[way], weights[BASELINE])))
+            print(f"  {way}: {median:.2f} ms, {base / median:.2f}x" + ("" if way == BASELINE else f"; {agreement}"), flush=True)
+
+
+BASELINE, STACKED = "each model its own products and update", "stacked: one product, one update"
+WAYS = {BASELINE: learn_minibatch, STACKED: None}
 
 
 if __name__ == "__main__":

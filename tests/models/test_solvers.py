@@ -1,7 +1,6 @@
 """The L-BFGS solver of the linear classifiers: streamed gradients, the optimum, the warm-started path."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 import numpy as np
 import pytest

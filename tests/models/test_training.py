@@ -18,8 +18,7 @@ from models.training import (
     fit_channel_standardization,
     fit_standardization,
     kept_record,
-    learn_linear_together,
-    learn_one_by_one,
+    learn_minibatch,
     nesterov_step,
     row_batches,
     sgd_momentum_step,
@@ -32,7 +31,7 @@ ROUNDING = {"rtol": 1e-4, "atol": 1e-6}  # linear models that learn together: fl
 
 
 def assert_same_history(ours, theirs) -> None:
-    """Epoch records equal, their training losses to float32 rounding (see learn_linear_together)."""
+    """Epoch records equal, their training losses to float32 rounding (see LinearStack)."""
     assert [(r.epoch, r.train_accuracy, r.val_accuracy, r.learning_rate) for r in ours] == [
         (r.epoch, r.train_accuracy, r.val_accuracy, r.learning_rate) for r in theirs
     ]
@@ -317,14 +316,21 @@ def test_models_trained_together_end_as_each_trained_alone():
     assert len(together[1]) < 9  # early stopping happened, while the others went on
 
 
-def test_linear_models_learn_from_one_product_as_each_from_its_own():
-    """learn_linear_together against each model's own products (the masked model's from the copied rows):
-    the same steps to rounding, and a model gone infinite spoiling no other."""
-    from models.training import _Run
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov"])
+def test_stacked_linear_models_take_each_its_own_steps(optimizer):
+    """LinearStack against each model's own products and update: losses, penalties (L2 and L1), masked
+    rows, a member with no rows (it must not move) and one gone infinite, to float32 rounding."""
+    from models.training import LinearStack, _Run
 
     x, y = separable_blobs(n_per_class=30, dim=12)
-    configs = [TrainConfig(loss="squared_hinge", learning_rate=0.01), TrainConfig(learning_rate=0.003, optimizer="nesterov"), TrainConfig(learning_rate=0.01)]
-    masks = [None, torch.arange(len(y)) % 3 != 0, None]
+    configs = [
+        TrainConfig(loss="squared_hinge", learning_rate=0.01, optimizer=optimizer),
+        TrainConfig(loss="svm", learning_rate=0.003, optimizer=optimizer, regularization="l1", reg_strength=0.01),
+        TrainConfig(learning_rate=0.01, optimizer=optimizer, momentum=0.5),
+        TrainConfig(learning_rate=0.01, optimizer=optimizer),
+        TrainConfig(learning_rate=0.01, optimizer=optimizer),
+    ]
+    in_train = torch.arange(len(y)) % 3 != 0
 
     def runs():
         built = []
@@ -334,18 +340,25 @@ def test_linear_models_learn_from_one_product_as_each_from_its_own():
             run.start_epoch(0)
             built.append(run)
         with torch.no_grad():
-            built[2].parameters[0][0, 0] = float("inf")
+            built[4].parameters[0][0, 0] = float("inf")
         return built
 
-    together, apart = runs(), runs()
-    for _ in range(3):
-        learn_linear_together(list(zip(together, masks)), x, y)
-        learn_one_by_one(list(zip(apart, masks)), x, y)
-    for ours, theirs in zip(together[:2], apart[:2]):
+    stacked, apart = runs(), runs()
+    stack = LinearStack.of(stacked)
+    assert stack is not None and len(stack.runs) == 5
+    for step in range(4):
+        # model 3 sits out the even minibatches, as a run does when a minibatch holds none of its rows
+        chosen = [0, 1, 2, 4] if step % 2 == 0 else [0, 1, 2, 3, 4]
+        masks = {1: in_train, 2: in_train}
+        assert stack.learn([(stacked[i], masks.get(i)) for i in chosen], x, y) == []
+        learn_minibatch([(apart[i], masks.get(i)) for i in chosen], x, y)
+    stack.end_epoch()
+    for ours, theirs in zip(stacked[:4], apart[:4]):
         assert_same_weights(ours.parameters, theirs.parameters)
-        assert torch.isfinite(ours.parameters[0]).all() and ours.correct == theirs.correct
+        assert torch.isfinite(ours.parameters[0]).all() and int(ours.correct) == int(theirs.correct)
         torch.testing.assert_close(ours.total_loss, theirs.total_loss, **ROUNDING)
-    assert not torch.isfinite(together[2].total_loss) and not torch.isfinite(apart[2].total_loss)
+    assert not torch.isfinite(stacked[4].total_loss) and not torch.isfinite(apart[4].total_loss)
+    assert_same_weights(stacked[0].model, apart[0].model)  # the models' own parameters are the stack's views
 
 
 @pytest.mark.parametrize(
