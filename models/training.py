@@ -468,7 +468,7 @@ class LinearStack:
             self.stacked.append((parameter, velocity))
 
         def per_row(values):  # one value a run -> a column with one row per weight row
-            return torch.tensor(values, dtype=parameter.dtype, device=first.device).repeat_interleave(self.classes)[:, None]
+            return torch.tensor(values, dtype=first.parameters[0].dtype, device=first.device).repeat_interleave(self.classes)[:, None]
 
         self.rate, self.momentum = per_row([run.rate for run in runs]), per_row([run.config.momentum for run in runs])
         self.l2 = per_row([2 * run.config.reg_strength if run.config.regularization == "l2" else 0.0 for run in runs])
