@@ -181,18 +181,25 @@ def negated_triangle_codes_(squared: torch.Tensor) -> torch.Tensor:
     return squared.sub_(squared.mean(1, keepdim=True)).clamp_(max=0)
 
 
-def pool_negated_codes(negated: torch.Tensor, rows: list, cols: list, out: torch.Tensor) -> None:
+def pool_negated_codes(negated: torch.Tensor, rows: list, column_sets: list[list], outs: list[torch.Tensor]) -> None:
     """Triangle codes, given negated as (n * r * c, k), averaged over the regions (row range x column
-    range) into out (n, len(rows) * len(cols) * k); `negated` is left as it is."""
-    n, k = len(out), negated.shape[1]
-    codes = negated.view(n, max(bottom for _, bottom in rows), max(right for _, right in cols), k)
-    pooled = out.view(n, len(rows), len(cols), k)
+    range) into each out (n, len(rows) * len(cols) * k), one out per list of column ranges (an image's
+    and its mirror's); `negated` is left as it is.
+
+    A band of rows is summed once for all the column lists: that sum reads every code, the column sums
+    only the band's r * k (an image's and its mirror's pooling cost one pass over the codes, not two).
+    """
+    n, k = len(outs[0]), negated.shape[1]
+    codes = negated.view(n, max(bottom for _, bottom in rows), max(right for cols in column_sets for _, right in cols), k)
+    pooled = [out.view(n, len(rows), len(cols), k) for out, cols in zip(outs, column_sets)]
     for i, (top, bottom) in enumerate(rows):
         band = codes[:, top:bottom].sum(1)
-        for j, (left, right) in enumerate(cols):
-            torch.sum(band[:, left:right], 1, out=pooled[:, i, j])
-    pooled.mul_(-1 / region_sizes(rows, cols).view(1, len(rows), len(cols), 1))
-    out.abs_()  # only turns -0.0 into 0.0: every pooled code is >= 0
+        for cols, regions in zip(column_sets, pooled):
+            for j, (left, right) in enumerate(cols):
+                torch.sum(band[:, left:right], 1, out=regions[:, i, j])
+    for cols, regions, out in zip(column_sets, pooled, outs):
+        regions.mul_(-1 / region_sizes(rows, cols).view(1, len(rows), len(cols), 1))
+        out.abs_()  # only turns -0.0 into 0.0: every pooled code is >= 0
 
 
 def pool_hard(squared: torch.Tensor, rows: list, cols: list, out: torch.Tensor) -> None:
@@ -325,7 +332,6 @@ class BagOfVisualWords(FeatureExtractor):
             column_regions.append([(cols - right, cols - left) for left, right in col_regions])
         operands = EncodingOperands.fold(self.patch_mean_, self.whitening_, self.codebook_, self.patch_size)
         dim, k = self.codebook_.shape[1], self.n_clusters
-        pool = pool_negated_codes if self.encoding == "triangle" else pool_hard
         outs = [np.empty((len(images), self.output_dim(images.shape[1:])), np.float32) for _ in column_regions]
         pooled = [torch.from_numpy(out) for out in outs]
         partner = torch.from_numpy(self.mirrored_codeword_) if with_mirror else None
@@ -339,9 +345,11 @@ class BagOfVisualWords(FeatureExtractor):
                 buffers["rows"][:, dim] = 1
                 buffers["distances"] = torch.empty(len(patches), self.n_clusters)
             squared = squared_distances(patches, operands, buffers["rows"], buffers["distances"])
-            codes = negated_triangle_codes_(squared) if self.encoding == "triangle" else squared
-            for regions, out in zip(column_regions, pooled):
-                pool(codes, row_regions, regions, out[start : start + len(chunk)])
+            outs_of_chunk = [out[start : start + len(chunk)] for out in pooled]
+            if self.encoding == "triangle":
+                pool_negated_codes(negated_triangle_codes_(squared), row_regions, column_regions, outs_of_chunk)
+            else:  # never with_mirror (transform_with_mirror encodes a hard code's mirrors the plain way)
+                pool_hard(squared, row_regions, column_regions[0], outs_of_chunk[0])
             if with_mirror:
                 mirrored = pooled[1][start : start + len(chunk)].view(len(chunk), -1, k)
                 mirrored.copy_(mirrored[:, :, partner])  # the mirror's word j is the image's word pi(j)

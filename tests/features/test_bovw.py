@@ -11,6 +11,7 @@ from features.bovw import (
     mirrored_patch_order,
     normalize_patches,
     pixel_major_order,
+    pool_negated_codes,
     random_patches,
     region_bounds,
     strided_patches,
@@ -179,6 +180,22 @@ def test_zca_whitening_gives_identity_covariance_on_well_conditioned_data(rng):
 def test_region_bounds_split_positions_into_near_equal_ranges():
     assert region_bounds(27, 2) == [(0, 14), (14, 27)]
     assert region_bounds(9, 3) == [(0, 3), (3, 6), (6, 9)]
+
+
+def test_pooling_for_several_column_lists_is_pooling_for_each_alone(rng):
+    """An image's and its mirror's regions pooled in one pass over the codes, the same sums as apart."""
+    negated = -torch.from_numpy(rng.random((2 * 7 * 7, 5)).astype(np.float32))
+    rows, cols = region_bounds(7, 2), region_bounds(7, 2)
+    mirror_cols = [(7 - right, 7 - left) for left, right in cols]
+    together = [torch.empty(2, 4 * 5), torch.empty(2, 4 * 5)]
+    pool_negated_codes(negated, rows, [cols, mirror_cols], together)
+    for column_list, pooled in zip([cols, mirror_cols], together):
+        alone = torch.empty(2, 4 * 5)
+        pool_negated_codes(negated, rows, [column_list], [alone])
+        assert torch.equal(pooled, alone)
+    first_region = negated.view(2, 7, 7, 5)[:, :4, :4].mean((1, 2))  # rows 0-3, columns 0-3
+    torch.testing.assert_close(together[0][:, :5], -first_region)
+    assert not torch.equal(together[0], together[1])
 
 
 def test_the_codebook_picture_shows_its_words(images):
