@@ -351,7 +351,7 @@ class BagOfVisualWords(FeatureExtractor):
             else:  # never with_mirror (transform_with_mirror encodes a hard code's mirrors the plain way)
                 pool_hard(squared, row_regions, column_regions[0], outs_of_chunk[0])
             if with_mirror:
-                mirrored = pooled[1][start : start + len(chunk)].view(len(chunk), -1, k)
+                mirrored = outs_of_chunk[1].view(len(chunk), -1, k)
                 mirrored.copy_(mirrored[:, :, partner])  # the mirror's word j is the image's word pi(j)
 
         run_on_torch_threads(range(0, len(images), IMAGES_PER_CHUNK), encode)

@@ -76,7 +76,7 @@ def main() -> None:
         seconds = {way: [] for way in WAYS}
         weights = {}
         for repeat in range(args.repeats):
-            for way in WAYS if repeat % 2 == 0 else list(reversed(WAYS)):
+            for way in WAYS if repeat % 2 == 0 else WAYS[::-1]:
                 runs = fresh_runs(models, cpu)
                 stack = LinearStack(runs) if way == STACKED else None
                 start = time.perf_counter()
@@ -86,7 +86,7 @@ def main() -> None:
                     if stack is not None:
                         stack.learn(learners, inputs, labels[rows])
                     else:
-                        WAYS[way](learners, inputs, labels[rows])
+                        learn_minibatch(learners, inputs, labels[rows])
                 if stack is not None:
                     stack.end_epoch()
                 seconds[way].append((time.perf_counter() - start) / len(minibatches) * 1e3)
@@ -101,7 +101,7 @@ def main() -> None:
 
 
 BASELINE, STACKED = "each model its own products and update", "stacked: one product, one update"
-WAYS = {BASELINE: learn_minibatch, STACKED: None}
+WAYS = (BASELINE, STACKED)
 
 
 if __name__ == "__main__":
