@@ -32,8 +32,11 @@ BASE_COMMIT = "fa7d417ff511"  # main when the stage overhead work (issue #16) be
 STAGE = ["-m", "pipeline.train", "softmax", "pixels"]
 
 
-def tiny_params() -> dict:
-    params = yaml.safe_load((REPOSITORY / "params.yaml").read_text())
+def tiny_params(ref: str | None) -> dict:
+    """The params.yaml of `ref` (None: this checkout), shrunk: each code refuses keys it does not know."""
+    text = (REPOSITORY / "params.yaml").read_text() if ref is None else subprocess.run(
+        ["git", "-C", str(REPOSITORY), "show", f"{ref}:params.yaml"], capture_output=True, text=True, check=True).stdout
+    params = yaml.safe_load(text)
     params["data"]["shapes"] = {"n_train": 300, "n_test": 100}
     params["linear"].update(learning_rates=[0.01], reg_strengths=[0.0001], epochs=1, overrides={})
     return params
@@ -50,7 +53,7 @@ def checkout(ref: str | None, project: Path) -> None:
     else:
         archive = subprocess.run(["git", "-C", str(REPOSITORY), "archive", ref, *CODE], capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(project)], input=archive, check=True)
-    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(ref), sort_keys=False))
 
 
 def environment(project: Path) -> dict:
