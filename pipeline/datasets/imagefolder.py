@@ -16,6 +16,7 @@ import os
 import stat
 import tarfile
 import tempfile
+import unicodedata
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -93,7 +94,7 @@ def load_imagefolder(
         raise DataError(f"data.on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}; got {on_bad_image!r}")
     if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 1:
         raise DataError(f"image_size must be a positive integer number of pixels, got {image_size!r}")
-    path = Path(path)
+    path = Path(path).expanduser()  # params.yaml's `data.path: ~/photos`, as dataset_label reads it
     if not path.exists():
         raise DataError(f"image folder {path} does not exist")
     is_directory = path.is_dir()
@@ -131,7 +132,7 @@ def load_imagefolder(
     if bad and on_bad_image == "error":
         raise DataError(_bad_images_message(path, bad))
 
-    splits = _layout(rows.keys(), folders, path)
+    splits = _layout(rows.keys(), folders, path, skipped=[tuple(item["path"].split("/")) for item in bad])
     class_names = sorted(splits["train"])
     image_sets = {split: _image_set(classes, class_names, rows, staged) for split, classes in splits.items()}
     return RawDataset(
@@ -295,12 +296,12 @@ def _zip_entries(archive_path: Path) -> tuple[int, Iterator[Entry]]:
         archive = zipfile.ZipFile(archive_path)
     except ZIP_READ_ERRORS as error:
         raise DataError(f"{archive_path} is not a readable zip archive: {error}") from None
-    members = [member for member in archive.infolist() if not _is_skipped(member_parts(member.filename))]
+    members = [member for member in archive.infolist() if not _is_skipped(member_parts(zip_member_name(member)))]
 
     def entries() -> Iterator[Entry]:
         with archive:
             for member in members:
-                parts = member_parts(member.filename)
+                parts = member_parts(zip_member_name(member))
                 if not parts:
                     continue
                 try:
@@ -309,6 +310,32 @@ def _zip_entries(archive_path: Path) -> tuple[int, Iterator[Entry]]:
                     raise DataError(f"{archive_path}:{member.filename} cannot be read: {error}") from None
 
     return len(members), entries()
+
+
+def zip_member_name(member: zipfile.ZipInfo) -> str:
+    """A zip member's name as its maker wrote it: zips without the UTF-8 flag (Linux's `zip -r`, older
+    Windows tools) often hold UTF-8 names all the same, which zipfile decodes as cp437 ("café" becomes
+    "caf├⌐"); such a name is read as UTF-8 where its bytes are valid UTF-8, else kept as cp437."""
+    if member.flag_bits & 0x800:
+        return member.filename
+    try:
+        return member.filename.encode("cp437").decode("utf-8")
+    except UnicodeError:
+        return member.filename
+
+
+def class_name(folder: str) -> str:
+    """A class folder's name as a class name. NFC, since macOS writes names decomposed and a test/ copied
+    from one must still match train/; a name whose bytes are not UTF-8 (an old archive unpacked on Linux:
+    Python keeps such bytes as lone surrogates, which no figure, JSON or MLflow param can hold) read as
+    Windows-1252, or Latin-1 where that has no character for a byte."""
+    if any("\udc80" <= character <= "\udcff" for character in folder):
+        raw = folder.encode("utf-8", "surrogateescape")
+        try:
+            folder = raw.decode("cp1252")
+        except UnicodeDecodeError:
+            folder = raw.decode("latin-1")
+    return unicodedata.normalize("NFC", folder)
 
 
 def _read_zip_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes | Unreadable | None:
@@ -366,8 +393,13 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _layout(image_paths, folders: set[Parts], path: Path) -> dict[str, dict[str, list[Parts]]]:
-    """{'train': {class: [image paths]}, optionally 'test': {...}}; flat layouts come back as 'train'."""
+def _layout(image_paths, folders: set[Parts], path: Path, skipped: list[Parts] = ()) -> dict[str, dict[str, list[Parts]]]:
+    """{'train': {class: [image paths]}, optionally 'test': {...}}; flat layouts come back as 'train'.
+
+    The layout is split (train/ and test/ above the class folders) only where a train/ or test/ folder
+    holds class folders of images: in a flat layout a class may itself be called train or test.
+    `skipped`: files left out as unreadable, named where they leave a class folder empty.
+    """
     image_paths = list(image_paths)
     if not image_paths:
         raise DataError(f"no images found in {path}; {_LAYOUTS_HELP}")
@@ -377,7 +409,7 @@ def _layout(image_paths, folders: set[Parts], path: Path) -> dict[str, dict[str,
         wrapper = (tops.pop(),)
         tops = {parts[1] for parts in image_paths}
     depth = len(wrapper)
-    is_split = bool(tops & set(SPLIT_NAMES))
+    is_split = any(parts[depth] in SPLIT_NAMES and len(parts) == depth + 3 for parts in image_paths)
     class_depth = depth + (2 if is_split else 1)
 
     splits: dict[str, dict[str, list[Parts]]] = {}
@@ -385,13 +417,20 @@ def _layout(image_paths, folders: set[Parts], path: Path) -> dict[str, dict[str,
         split = parts[depth] if is_split else "train"
         if len(parts) != class_depth + 1 or split not in SPLIT_NAMES:
             raise DataError(f"{_shown_name(path, parts)} does not fit an image-folder layout; {_LAYOUTS_HELP}")
-        splits.setdefault(split, {}).setdefault(parts[class_depth - 1], []).append(parts)
+        splits.setdefault(split, {}).setdefault(class_name(parts[class_depth - 1]), []).append(parts)
 
     for folder in sorted(folders):
         if len(folder) != class_depth or folder[:depth] != wrapper:
             continue
         split = folder[depth] if is_split else "train"
-        if split in SPLIT_NAMES and folder[-1] not in splits.get(split, {}):
+        if split in SPLIT_NAMES and class_name(folder[-1]) not in splits.get(split, {}):
+            unreadable = sum(1 for parts in skipped if parts[: len(folder)] == folder)
+            if unreadable:
+                raise DataError(
+                    f"class folder {_shown_name(path, folder)} holds no readable images: its {unreadable} "
+                    f"file{'' if unreadable == 1 else 's'} could not be read and {'was' if unreadable == 1 else 'were'} "
+                    "skipped (data.on_bad_image: skip); replace them or delete the folder"
+                )
             raise DataError(f"class folder {_shown_name(path, folder)} holds no images; add some or delete it")
 
     if "train" not in splits:

@@ -192,8 +192,10 @@ def check_class_sizes(raw: RawDataset) -> None:
     small = [f"{raw.class_names[label]!r} ({count} image{'' if count == 1 else 's'})" for label, count in enumerate(counts) if count < minimum]
     if small:
         needs = "train and validation" if given_test else "train, validation and test"
+        left_out = len(raw.skipped or ())
+        skipped = f" ({left_out} unreadable file{'' if left_out == 1 else 's'} left out: data.on_bad_image: skip)" if left_out else ""
         raise DataError(
-            f"class folder(s) {', '.join(small)} {'in train/ ' if given_test else ''}hold fewer than {minimum} images, "
+            f"class folder(s) {', '.join(small)} {'in train/ ' if given_test else ''}hold fewer than {minimum} images{skipped}, "
             f"one each for {needs}; add images to them or remove the folder(s)"
         )
     if given_test:
