@@ -153,9 +153,14 @@ def _bad_images_message(path: Path, bad: list[dict], shown: int = 10) -> str:
     return f"cannot read {noun} {listed}{more}; set data.on_bad_image: skip to leave them out"
 
 
+# What Windows leaves in folders of pictures (thumbnail caches, folder settings): not data either
+WINDOWS_METADATA = {"thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini"}
+
+
 def _is_skipped(parts: Parts) -> bool:
-    """Hidden files (.DS_Store, ._x AppleDouble) and macOS zip metadata are not data."""
-    return any(part.startswith(".") or part == "__MACOSX" for part in parts)
+    """Hidden files (.DS_Store, ._x AppleDouble), macOS zip metadata and Windows' Thumbs.db and
+    desktop.ini are not data."""
+    return any(part.startswith(".") or part == "__MACOSX" or part.lower() in WINDOWS_METADATA for part in parts)
 
 
 def _shown_name(path: Path, parts: Parts) -> str:

@@ -213,7 +213,7 @@ def test_directory_checksum_follows_content_and_names(tmp_path):
     assert len({original, renamed, edited}) == 3
 
 
-def test_hidden_files_and_macos_metadata_are_skipped(tmp_path):
+def test_hidden_files_and_macos_and_windows_metadata_are_skipped(tmp_path):
     folder = make_flat_folder(tmp_path / "data")
     clean = load_imagefolder(folder, progress=False)
     (folder / ".DS_Store").write_bytes(b"\x00junk")
@@ -222,6 +222,8 @@ def test_hidden_files_and_macos_metadata_are_skipped(tmp_path):
     (folder / ".cache" / "x.png").write_bytes(b"junk")
     (folder / "__MACOSX" / "cat").mkdir(parents=True)
     (folder / "__MACOSX" / "cat" / "._0.png").write_bytes(b"junk")
+    (folder / "cat" / "Thumbs.db").write_bytes(b"windows thumbnail cache")
+    (folder / "dog" / "desktop.ini").write_bytes(b"[.ShellClassInfo]")
 
     from_folder = load_imagefolder(folder, progress=False)
     from_zip = load_imagefolder(zip_folder(folder, tmp_path / "data.zip"), progress=False)
