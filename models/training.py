@@ -399,6 +399,8 @@ class _Run:
         self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def outcome(self) -> list[EpochRecord] | TrainingFailed:
+        for parameter in self.parameters:  # a stacked run's weights were views of the stack: each model
+            parameter.data = parameter.data.clone()  # then saved (torch.export) the other members' too
         if self.failure is not None:
             return self.failure
         if self.best_state is not None:

@@ -316,6 +316,19 @@ def test_models_trained_together_end_as_each_trained_alone():
     assert len(together[1]) < 9  # early stopping happened, while the others went on
 
 
+def test_linear_models_trained_stacked_end_with_weights_of_their_own():
+    """During training a stacked model's weights are views of the stack; a model that keeps them would
+    save (torch.export, state dicts) every other member's weights beside its own."""
+    x, y = separable_blobs(n_per_class=20, dim=12)
+    models = [MLP(MLPConfig(12, 3)) for _ in range(3)]
+    configs = [TrainConfig(learning_rate=rate, epochs=2, batch_size=16) for rate in (0.001, 0.01, 0.1)]
+    train_together(models, configs, x, y, x[:10], y[:10], progress=False)
+    for model in models:
+        for parameter in model.parameters():
+            assert parameter.untyped_storage().nbytes() == parameter.numel() * parameter.element_size()
+    assert models[0].weight_matrices()[0].data_ptr() != models[1].weight_matrices()[0].data_ptr()
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "nesterov"])
 def test_stacked_linear_models_take_each_its_own_steps(optimizer):
     """LinearStack against each model's own products and update: losses, penalties (L2 and L1), masked
