@@ -51,9 +51,16 @@ def normalize_patches(patches: torch.Tensor, epsilon: float = CONTRAST_EPSILON) 
     return patches.div_(torch.sqrt(patches.var(dim=1, keepdim=True) + epsilon))
 
 
+def as_tensor(images: np.ndarray) -> torch.Tensor:
+    """A C-contiguous tensor of images: numpy calls a one-image slice of a reversed batch (images[::-1])
+    contiguous although its strides are negative, which torch.from_numpy refuses."""
+    images = np.ascontiguousarray(images)
+    return torch.from_numpy(images if all(stride >= 0 for stride in images.strides) else images.copy())
+
+
 def dense_patches(images: np.ndarray, patch_size: int, stride: int) -> torch.Tensor:
     """(n, H, W, 3) uint8 -> (n, rows, cols, 3 * patch_size**2) float32, each patch channel-major."""
-    batch = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    batch = as_tensor(images).permute(0, 3, 1, 2).float()
     n, _, height, width = batch.shape
     rows = (height - patch_size) // stride + 1
     cols = (width - patch_size) // stride + 1
@@ -116,7 +123,7 @@ def strided_patches(images: np.ndarray, patch_size: int, stride: int) -> torch.T
     A patch's rows are contiguous runs of 3 * patch_size values in the (H, W, 3) image, so the patches
     are one strided view of it, and the reshape is their only copy (unfold's layout needs a second).
     """
-    batch = torch.from_numpy(np.ascontiguousarray(images)).float()
+    batch = as_tensor(images).float()
     n, height, width = batch.shape[:3]
     rows = (height - patch_size) // stride + 1
     cols = (width - patch_size) // stride + 1

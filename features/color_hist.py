@@ -86,8 +86,8 @@ class ColorHistogram(FeatureExtractor):
         if not np.array_equal(column_region[::-1], self.grid - 1 - column_region):
             return super().transform_with_mirror(images)
         features = self.transform(images)
-        regions = features.reshape(len(features), self.grid, self.grid, -1)
-        return features, np.ascontiguousarray(regions[:, :, ::-1]).reshape(features.shape)
+        regions = features.reshape(len(features), self.grid, self.grid, features.shape[1] // self.grid**2)
+        return features, np.ascontiguousarray(regions[:, :, ::-1]).reshape(features.shape)  # (0, d) stays (0, d)
 
     def figure(self, images):
         """Each sample image above its histogram (the first grid region's), hue bins in their own colours."""

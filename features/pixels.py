@@ -16,7 +16,7 @@ class Pixels(FeatureExtractor):
 
     def transform(self, images: np.ndarray) -> np.ndarray:
         check_images(images)
-        return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
+        return images.reshape(len(images), self.output_dim(images.shape[1:])).astype(np.float32) / np.float32(255)
 
     def figure(self, images):
         from features.figures import sample_images_figure

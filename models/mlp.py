@@ -30,6 +30,8 @@ class MLPConfig:
     batchnorm: bool = False
 
     def __post_init__(self):
+        if self.input_dim < 1 or self.n_classes < 1:
+            raise ValueError(f"input_dim and n_classes must be >= 1; got {self.input_dim} and {self.n_classes}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {self.activation!r}")
         if any(size < 1 for size in self.hidden_sizes):

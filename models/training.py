@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
@@ -58,10 +59,14 @@ class TrainConfig:
             raise ValueError(f"keep must be one of {', '.join(KEEP_CHOICES)}; got {self.keep!r}")
         if self.regularization not in ("l2", "l1"):
             raise ValueError(f"regularization must be 'l2' or 'l1'; got {self.regularization!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}")
-        if self.reg_strength < 0:
-            raise ValueError(f"reg_strength must be >= 0; got {self.reg_strength}")
+        for name in ("epochs", "batch_size", "patience", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name} must be a whole number; got {value!r}")
+        if not 0 < self.learning_rate < math.inf:
+            raise ValueError(f"learning_rate must be a finite number > 0; got {self.learning_rate}")
+        if not 0 <= self.reg_strength < math.inf:
+            raise ValueError(f"reg_strength must be a finite number >= 0; got {self.reg_strength}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1); got {self.momentum}")
         if self.epochs < 1 or self.batch_size < 1:
@@ -290,8 +295,14 @@ def train_together(
         learns from the train rows of every minibatch, its twin from all of them; a twin stops with its
         model and ends with its weights of the epoch the model keeps. Their outcomes follow the models'.
     """
+    if not models or len(models) != len(configs):
+        raise ValueError(f"train_together needs one config per model; got {len(models)} models and {len(configs)} configs")
     if not can_train_together(configs, [model.config for model in models]):
         raise ValueError("models train together only with one seed and batch size and no dropout")
+    train_features, train_labels = checked_split(train_features, train_labels, models[0].config, "training")
+    val_features, val_labels = checked_split(val_features, val_labels, models[0].config, "validation")
+    if len(train_labels) == 0:
+        raise ValueError("no training rows: a model needs at least one to learn from")
     device = device or choose_device()
     seed, batch_size = configs[0].seed, configs[0].batch_size
     torch.manual_seed(seed)
@@ -300,7 +311,9 @@ def train_together(
         train_features = train_features.to(device)  # in memory: moved once, not a batch at a time
     x, y = as_row_source(train_features), train_labels.to(device)
     stops = stop_after if isinstance(stop_after, Sequence) else [stop_after] * len(models)
-    runs = [_Run(model.to(device), config, min(config.epochs, stop or config.epochs), device) for model, config, stop in zip(models, configs, stops)]
+    if any(stop is not None and stop < 1 for stop in stops):
+        raise ValueError(f"stop_after must be at least 1 epoch; got {stop_after}")
+    runs = [_Run(model.to(device), config, config.epochs if stop is None else min(config.epochs, stop), device) for model, config, stop in zip(models, configs, stops)]
     twin_runs = [_Twin(twin.to(device), run) for twin, run in zip(twins, runs)]
     n_train = len(x) if train_rows is None else train_rows
     epochs = tqdm(range(max(run.epochs for run in runs)), desc="train", unit="epoch", disable=not progress, leave=False)
@@ -313,8 +326,8 @@ def train_together(
             run.start_epoch(epoch)
         stack = LinearStack.of(active_twins + active)
         order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), batch_size):
-            batch = order[start : start + batch_size]
+        for start, stop in minibatch_bounds(len(x), batch_size, any(model.config.batchnorm for model in models)):
+            batch = order[start:stop]
             rows, batch = read_rows(x, batch, device), batch.to(device)
             inputs, labels = rows if augment is None else augment(rows, generator), y[batch]
             learners: list[tuple[_Run, torch.Tensor | None]] = [(run, None) for run in active]
@@ -333,6 +346,41 @@ def train_together(
         if len(runs) == 1 and finite:
             epochs.set_postfix(loss=f"{runs[0].history[-1].train_loss:.3f}", val=f"{runs[0].history[-1].val_accuracy:.3f}")
     return [run.outcome() for run in runs + twin_runs]
+
+
+def minibatch_bounds(n: int, batch_size: int, batchnorm: bool) -> list[tuple[int, int]]:
+    """(start, stop) of each minibatch of an epoch's n rows. Batch norm cannot train on one row (its
+    variance is undefined), so with it a last minibatch of one row joins the one before."""
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if batchnorm and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    if batchnorm and n == 1:
+        raise ValueError("batchnorm needs at least 2 training rows (it normalizes each minibatch by its own statistics)")
+    return bounds
+
+
+def checked_split(features, labels, model: MLPConfig, split: str):
+    """(features, labels) as training reads them, or a ValueError that names what is wrong: tensors of
+    another float type become float32, integer labels int64; lengths, widths and label values are checked."""
+    if isinstance(features, torch.Tensor):
+        if not features.is_floating_point():
+            raise ValueError(f"{split} features must be floating point; got {features.dtype}")
+        if features.dtype != torch.float32:
+            features = features.float()
+    labels = torch.as_tensor(labels)
+    if labels.is_floating_point() or labels.dtype == torch.bool or labels.dim() != 1:
+        raise ValueError(f"{split} labels must be a 1-D tensor of class indices; got {labels.dtype} of shape {tuple(labels.shape)}")
+    labels = labels.long()
+    if len(features) != len(labels):
+        raise ValueError(f"{split} features hold {len(features)} rows but there are {len(labels)} labels")
+    width = features.shape[1] if isinstance(features, torch.Tensor) and features.dim() == 2 else getattr(features, "dim", None)
+    if isinstance(width, int) and len(labels) and width != model.input_dim:
+        raise ValueError(f"{split} features have {width} columns; the model takes {model.input_dim}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= model.n_classes):
+        raise ValueError(
+            f"{split} labels must be class indices 0..{model.n_classes - 1}; got values from {labels.min().item()} to {labels.max().item()}"
+        )
+    return features, labels
 
 
 class _Run:
@@ -580,6 +628,8 @@ def fit_standardization(batches: Iterable[np.ndarray]) -> tuple[np.ndarray, np.n
     count, mean, squares = 0, None, None
     for batch in batches:
         batch = np.asarray(batch)
+        if batch.ndim != 2 or (mean is not None and batch.shape[1] != len(mean)):
+            raise ValueError(f"standardization takes (rows, {len(mean) if mean is not None else 'd'}) batches; got shape {batch.shape}")
         if len(batch) == 0:
             continue
         batch_mean = batch.mean(0, dtype=np.float64)
@@ -595,6 +645,9 @@ def fit_standardization(batches: Iterable[np.ndarray]) -> tuple[np.ndarray, np.n
     if mean is None:
         raise ValueError("standardization needs at least one train row")
     variance = squares / count
+    if not (np.isfinite(mean).all() and np.isfinite(variance).all()):
+        bad = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(variance)))
+        raise ValueError(f"train rows hold NaN or infinite values in {len(bad)} column(s) (first: {bad[:5].tolist()}); no statistics can standardize them")
     scale = np.sqrt(variance)
     scale[constant_columns(variance, mean, count)] = 1.0
     return mean.astype(np.float32), scale.astype(np.float32)

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +41,7 @@ def read_image(path: str | Path, image_size: int) -> np.ndarray:
 
 
 def predict_images(run_id: str, images, on_unreadable: Callable[[UnreadableImage], None] | None = None) -> list[str | None]:
-    """Class names for `images`: paths of image files, or an array (n, H, W, 3) uint8 of the run's image size.
+    """Class names for `images`: a path or paths of image files, or an array (n, H, W, 3) uint8 of the run's image size.
 
     Downloads the run's featurizer (extractor parameters and fitted state) and model, extracts the
     features the model was trained on, and takes the highest-scoring class.
@@ -51,7 +52,7 @@ def predict_images(run_id: str, images, on_unreadable: Callable[[UnreadableImage
         featurizer = load_featurizer(tracking.download_artifacts(run_id, "featurizer", Path(scratch)))
     if isinstance(images, np.ndarray):
         return _classify(run_id, featurizer, images)
-    paths, rows = list(images), []
+    paths, rows = [images] if isinstance(images, (str, os.PathLike)) else list(images), []
     for path in paths:
         try:
             rows.append(read_image(path, featurizer.image_shape[0]))

@@ -35,7 +35,7 @@ def test_rows_do_not_depend_on_the_batch(name, images):
     np.testing.assert_allclose(batch, one_at_a_time, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("view", ["transposed", "flipped", "fortran_order", "every_other_image"])
+@pytest.mark.parametrize("view", ["transposed", "flipped", "fortran_order", "every_other_image", "reversed_batch"])
 @pytest.mark.parametrize("name", extractor_names())
 def test_a_view_that_is_not_c_contiguous_gives_the_rows_of_its_contiguous_copy(name, images, view):
     """Rotated or flipped batches, np.asfortranarray, slices: the strides must not change the features."""
@@ -44,6 +44,7 @@ def test_a_view_that_is_not_c_contiguous_gives_the_rows_of_its_contiguous_copy(n
         "flipped": images[:, ::-1, ::-1],
         "fortran_order": np.asfortranarray(images),
         "every_other_image": images[::2],
+        "reversed_batch": images[::-1],  # one image of it counts as contiguous to numpy, with negative strides
     }
     extractor = build(name).fit(images)
     np.testing.assert_array_equal(extractor.transform(views[view]), extractor.transform(np.ascontiguousarray(views[view])))
@@ -59,6 +60,15 @@ def test_transform_with_mirror_gives_the_features_of_the_images_and_of_their_mir
     assert mirrored.dtype == np.float32 and mirrored.shape == expected.shape
     # float32 rounding where the mirror's features are derived (bovw: its patch values summed in another order)
     np.testing.assert_allclose(mirrored, expected, rtol=1e-5, atol=1e-5 * max(np.abs(expected).max(), 1e-6))
+
+
+@pytest.mark.parametrize("name", extractor_names())
+def test_an_empty_batch_gives_no_rows_of_the_right_width(name, images):
+    extractor = build(name).fit(images)
+    empty = images[:0]
+    width = extractor.output_dim(images.shape[1:])
+    assert extractor.transform(empty).shape == (0, width)
+    assert [out.shape for out in extractor.transform_with_mirror(empty)] == [(0, width), (0, width)]
 
 
 @pytest.mark.parametrize("name", extractor_names())

@@ -403,3 +403,78 @@ def test_one_model_with_dropout_trains_alone_and_repeats_exactly():
         runs.append((train(model, config, x, y, x, y, progress=False), _state(model)))
     assert len(runs[0][0]) == 3 and runs[0][0] == runs[1][0]
     assert all(torch.equal(runs[0][1][name], runs[1][1][name]) for name in runs[0][1])
+
+
+def test_batchnorm_trains_when_the_last_minibatch_would_hold_one_row():
+    x, y = separable_blobs(n_per_class=11, dim=5)  # 33 rows: minibatches of 16, 16 and 1
+    model = MLP(MLPConfig(5, 3, [8], batchnorm=True))
+    history = train(model, TrainConfig(epochs=2, batch_size=16), x, y, x[:9], y[:9], progress=False)
+    assert len(history) == 2 and np.isfinite(history[-1].train_loss)
+    with pytest.raises(ValueError, match="batchnorm needs at least 2 training rows"):
+        train(MLP(MLPConfig(5, 3, [8], batchnorm=True)), TrainConfig(epochs=1), x[:1], y[:1], x[:9], y[:9], progress=False)
+
+
+def test_the_last_one_row_minibatch_is_kept_apart_without_batchnorm():
+    from models.training import minibatch_bounds
+
+    assert minibatch_bounds(33, 16, batchnorm=False) == [(0, 16), (16, 32), (32, 33)]
+    assert minibatch_bounds(33, 16, batchnorm=True) == [(0, 16), (16, 33)]
+    assert minibatch_bounds(32, 16, batchnorm=True) == [(0, 16), (16, 32)]
+
+
+@pytest.mark.parametrize("labels, message", [
+    (lambda y: y + 1, r"class indices 0\.\.2; got values from 1 to 3"),
+    (lambda y: y - 1, r"class indices 0\.\.2; got values from -1 to 1"),
+    (lambda y: y.float(), "labels must be a 1-D tensor of class indices"),
+    (lambda y: y[:-1], "rows but there are"),
+])
+def test_labels_that_are_not_class_indices_are_refused_by_name(labels, message):
+    x, y = separable_blobs()
+    with pytest.raises(ValueError, match=message):
+        train(MLP(MLPConfig(5, 3)), TrainConfig(epochs=1), x, labels(y), x[:9], y[:9], progress=False)
+
+
+def test_float64_features_and_int32_labels_train_as_float32_and_int64():
+    x, y = separable_blobs()
+    torch.manual_seed(0)
+    ours = MLP(MLPConfig(5, 3))
+    torch.manual_seed(0)
+    theirs = MLP(MLPConfig(5, 3))
+    train(ours, TrainConfig(epochs=2), x.double(), y.int(), x[:9].double(), y[:9].int(), progress=False)
+    train(theirs, TrainConfig(epochs=2), x, y, x[:9], y[:9], progress=False)
+    assert_same_weights(ours, theirs, exactly=True)
+
+
+def test_no_training_rows_and_mismatched_arguments_are_refused():
+    x, y = separable_blobs()
+    with pytest.raises(ValueError, match="no training rows"):
+        train(MLP(MLPConfig(5, 3)), TrainConfig(epochs=1), x[:0], y[:0], x[:9], y[:9], progress=False)
+    with pytest.raises(ValueError, match="one config per model"):
+        train_together([MLP(MLPConfig(5, 3))], [TrainConfig(), TrainConfig()], x, y, x, y, progress=False)
+    with pytest.raises(ValueError, match="4 columns; the model takes 5"):
+        train(MLP(MLPConfig(5, 3)), TrainConfig(epochs=1), x[:, :4], y, x[:9, :4], y[:9], progress=False)
+    with pytest.raises(ValueError, match="stop_after must be at least 1"):
+        train(MLP(MLPConfig(5, 3)), TrainConfig(epochs=1), x, y, x[:9], y[:9], progress=False, stop_after=0)
+
+
+@pytest.mark.parametrize("settings", [
+    {"epochs": 2.5}, {"batch_size": 16.0}, {"epochs": True}, {"patience": 1.5},
+    {"learning_rate": float("inf")}, {"reg_strength": float("nan")},
+])
+def test_settings_that_are_not_whole_or_finite_numbers_are_refused(settings):
+    with pytest.raises(ValueError, match=next(iter(settings))):
+        TrainConfig(**settings)
+
+
+def test_a_network_without_inputs_or_classes_is_refused():
+    with pytest.raises(ValueError, match="input_dim and n_classes must be >= 1"):
+        MLPConfig(input_dim=5, n_classes=0)
+
+
+def test_standardization_refuses_non_finite_rows_and_mismatched_batches():
+    rows = np.ones((4, 3), np.float32)
+    rows[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinite values in 1 column\(s\) \(first: \[1\]\)"):
+        fit_standardization([rows])
+    with pytest.raises(ValueError, match=r"got shape \(2, 4\)"):
+        fit_standardization([np.ones((2, 3)), np.ones((2, 4))])

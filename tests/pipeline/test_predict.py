@@ -5,6 +5,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -63,3 +64,18 @@ def test_predict_classifies_every_readable_file_and_names_each_bad_one(tiny_proj
     assert len(errors) == len(bad) and "Traceback" not in result.stderr
     for line, (path, reason) in zip(errors, bad.items()):
         assert line.startswith(f"{path}: cannot read image ({reason}")
+
+
+def test_predict_images_takes_one_path_as_one_image(tiny_project, tmp_path):
+    project, _, env, _ = tiny_project
+    image = np.load(project / "data/prepared/test_images.npy", mmap_mode="r")[0]
+    Image.fromarray(image).save(tmp_path / "one.png")
+    folder = project / "results/train/svm-pixels"
+    run_id = json.loads((folder / "run.json").read_text())["run_id"]
+    expected = (folder / "predictions.csv").read_text().splitlines()[1].split(",")[2]
+    code = f"from pipeline.predict import predict_images; print(predict_images({run_id!r}, {str(tmp_path / 'one.png')!r}))"
+
+    result = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == repr([expected])
