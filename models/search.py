@@ -124,6 +124,8 @@ def search(
     When every configuration diverges, those with the smallest learning rate are tried again with it
     divided by 10, then by 100; if they diverge too, TrainingFailed names the cause `diagnose` finds.
     """
+    if not configs:
+        raise ValueError("search needs at least one configuration to try")
     data = (train_features, train_labels, val_features, val_labels)
     return _best_or_back_off(_trials(configs, data, device, augment, progress, map_trials), configs, data, device, augment, progress, class_names, map_trials)
 

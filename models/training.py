@@ -367,6 +367,8 @@ def checked_split(features, labels, model: MLPConfig, split: str):
             raise ValueError(f"{split} features must be floating point; got {features.dtype}")
         if features.dtype != torch.float32:
             features = features.float()
+        if not torch.isfinite(features).all():  # else the loss turns NaN and reads as a learning rate too high
+            raise ValueError(f"{split} features hold NaN or infinite values; no learning rate can fit them")
     labels = torch.as_tensor(labels)
     if labels.is_floating_point() or labels.dtype == torch.bool or labels.dim() != 1:
         raise ValueError(f"{split} labels must be a 1-D tensor of class indices; got {labels.dtype} of shape {tuple(labels.shape)}")

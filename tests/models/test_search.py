@@ -285,3 +285,11 @@ def test_a_classifier_that_diverges_fails_alone_and_the_other_trains():
     assert_same_trial(best, search(converging, x, y, x, y, CPU, progress=False)[0])
     outcomes = search_and_refit_many([diverging[0], converging[0]], x, y, x, y, x, y, CPU, progress=False)
     assert isinstance(outcomes[0], TrainingFailed) and not isinstance(outcomes[1], TrainingFailed)
+
+
+def test_a_search_over_nothing_is_refused_by_name():
+    from models.search import search
+
+    x, y = torch.zeros(4, 3), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="at least one configuration"):
+        search([], x, y, x, y, torch.device("cpu"), progress=False)

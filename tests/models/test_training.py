@@ -478,3 +478,10 @@ def test_standardization_refuses_non_finite_rows_and_mismatched_batches():
         fit_standardization([rows])
     with pytest.raises(ValueError, match=r"got shape \(2, 4\)"):
         fit_standardization([np.ones((2, 3)), np.ones((2, 4))])
+
+
+def test_non_finite_features_are_named_not_taken_for_a_learning_rate_too_high():
+    x, y = separable_blobs()
+    x[3, 2] = float("nan")
+    with pytest.raises(ValueError, match="training features hold NaN or infinite values"):
+        train(MLP(MLPConfig(5, 3)), TrainConfig(epochs=1), x, y, x[4:9], y[4:9], progress=False)
