@@ -30,6 +30,8 @@ count the other word of the pair than the mirror's own encoding does.
 """
 from __future__ import annotations
 
+import numbers
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -261,14 +263,16 @@ class BagOfVisualWords(FeatureExtractor):
         if not isinstance(whitening, bool):
             raise ValueError(f"whitening must be true or false; got {whitening!r}")
         self.whitening = whitening
-        if isinstance(whitening_epsilon, bool) or not isinstance(whitening_epsilon, (int, float)) or not whitening_epsilon > 0:
-            raise ValueError(f"whitening_epsilon must be a number > 0; got {whitening_epsilon!r}")
+        if isinstance(whitening_epsilon, bool) or not isinstance(whitening_epsilon, (int, float)) or not 0 < whitening_epsilon < float("inf"):
+            raise ValueError(f"whitening_epsilon must be a finite number > 0; got {whitening_epsilon!r}")
         self.whitening_epsilon = float(whitening_epsilon)
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}; got {encoding!r}")
         self.encoding = encoding
         self.pooling_grid = check_positive_int("pooling_grid", pooling_grid)
         self.kmeans_iterations = check_positive_int("kmeans_iterations", kmeans_iterations)
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"seed must be a whole number; got {seed!r}")
         self.seed = int(seed)
 
     def _check_size(self, image_shape) -> tuple[int, int]:

@@ -208,7 +208,7 @@ def test_more_clusters_than_patches_is_refused():
         get_extractor("bovw", n_clusters=100, n_patches=50)
 
 
-@pytest.mark.parametrize("bad", [dict(whitening="yes"), dict(whitening_epsilon=0), dict(kmeans_iterations=0), dict(encoding="soft")])
+@pytest.mark.parametrize("bad", [dict(whitening="yes"), dict(whitening_epsilon=0), dict(whitening_epsilon=float("inf")), dict(kmeans_iterations=0), dict(encoding="soft"), dict(seed=1.7)])
 def test_impossible_settings_are_refused_naming_the_parameter(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         get_extractor("bovw", **bad)
