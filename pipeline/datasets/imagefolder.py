@@ -395,6 +395,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         # 32-bit "I" is what older Pillow opened 16-bit PNGs as, so it is read as 16-bit too.
         values = np.asarray(image).astype(np.float64)
         image = Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8))
+    elif image.mode == "F":
+        # 32-bit float (scientific TIFFs): values in [0, 1] are intensities to scale, others 0-255 values;
+        # Pillow's own conversion would clip [0, 1] to black
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        scale = 255.0 if values.size and 0.0 <= values.min() and values.max() <= 1.0 else 1.0
+        image = Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8))
     return image.convert("RGB")
 
 

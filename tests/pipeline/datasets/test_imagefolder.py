@@ -38,6 +38,8 @@ MIXED_IMAGES = {
     "g_large.jpg": (Image.new("RGB", (300, 200), (20, 200, 90)), "JPEG", (20, 200, 90), 3),
     "h_tiny.png": (Image.new("RGB", (5, 7), (1, 2, 3)), "PNG", (1, 2, 3), 0),
     "i_bilevel.bmp": (Image.new("1", (4, 4), 1), "BMP", (255, 255, 255), 0),
+    "j_float_unit.tif": (Image.fromarray(np.full((6, 6), 0.5, np.float32)), "TIFF", (128, 128, 128), 0),
+    "k_float_bytes.tif": (Image.fromarray(np.full((6, 6), 77.0, np.float32)), "TIFF", (77, 77, 77), 0),
 }
 
 
