@@ -299,10 +299,14 @@ def command_extractor_use(args) -> int:
 
 def command_extractor_remove(args) -> int:
     from features.registry import BUILT_IN
-    from pipeline.scaffold import remove
+    from pipeline.scaffold import check_removable, remove
 
+    check_removable(Path.cwd(), args.name, BUILT_IN)  # a name it would refuse is refused before the question
     if not args.yes:
-        answer = input(f"delete features/{args.name}.py and tests/features/test_{args.name}.py? [y/N] ")
+        try:
+            answer = input(f"delete features/{args.name}.py and tests/features/test_{args.name}.py? [y/N] ")
+        except EOFError:  # no terminal to answer from (stdin closed or /dev/null): no
+            answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing removed")
             return 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import keyword
+import re
 from pathlib import Path
 
 from ruamel.yaml import YAML  # round-trips params.yaml with its comments, which PyYAML drops
@@ -83,13 +84,22 @@ def paths_for(root: Path, name: str) -> tuple[Path, Path]:
     return root / "features" / f"{name}.py", root / "tests" / "features" / f"test_{name}.py"
 
 
+EXTRACTOR_NAME = re.compile(r"[a-z][a-z0-9_]*")  # ASCII: it names a module, a DVC stage and params keys
+
+
+def check_name(name: str) -> None:
+    """An extractor's name: a lower-case ASCII identifier that is not a keyword, a test module's name or
+    one of the features package's own helper modules (which `remove` would otherwise delete)."""
+    if not EXTRACTOR_NAME.fullmatch(name) or keyword.iskeyword(name) or name.startswith("test"):
+        raise ScaffoldError(f"{name!r} is not a valid extractor name: use a lower-case ASCII Python identifier such as mean_color")
+    if name in NOT_EXTRACTOR_MODULES:
+        raise ScaffoldError(f"features/{name}.py is one of the features package's own modules, not an extractor")
+
+
 def check_new_name(root: Path, name: str, registered: list[str], built_in: tuple[str, ...]) -> None:
-    if not name.isidentifier() or keyword.iskeyword(name) or name != name.lower():
-        raise ScaffoldError(f"{name!r} is not a valid extractor name: use a lower-case Python identifier such as mean_color")
     if name in built_in:
         raise ScaffoldError(f"{name!r} is a built-in extractor; choose another name")
-    if name in NOT_EXTRACTOR_MODULES:
-        raise ScaffoldError(f"{name!r} would shadow features/{name}.py; choose another name")
+    check_name(name)
     module, test = paths_for(root, name)
     if name in registered or module.exists() or test.exists():
         raise ScaffoldError(f"extractor {name!r} already exists ({module.relative_to(root)}); choose another name or remove it first")
@@ -102,7 +112,13 @@ def _load_params(root: Path):
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.representer.add_representer(type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
-    return yaml, yaml.load((root / "params.yaml").read_text())
+    params = yaml.load((root / "params.yaml").read_text())
+    for section in ("extractors", "linear"):
+        if not isinstance(params, dict) or not isinstance(params.get(section), dict):
+            raise ScaffoldError(f"params.yaml has no `{section}:` section; restore it (git checkout params.yaml) and try again")
+    if not isinstance(params["linear"].get("feature_sets"), list):
+        raise ScaffoldError("params.yaml's linear.feature_sets is not a list; restore it (git checkout params.yaml) and try again")
+    return yaml, params
 
 
 def _dump_params(root: Path, yaml: YAML, params) -> None:
@@ -115,9 +131,9 @@ def create(root: Path, name: str, fitted: bool, registered: list[str], built_in:
     """Write the module and its test and register the name in params.yaml; return what was written."""
     try:
         check_new_name(root, name, registered, built_in)
+        yaml, params = _load_params(root)  # read before writing anything: a broken params.yaml stops here
     except ScaffoldError as error:
         raise ScaffoldError(f"{error}; nothing was written") from None
-    yaml, params = _load_params(root)  # read before writing anything: a broken params.yaml stops here
     class_name = class_name_for(name)
     module, test = paths_for(root, name)
     module.write_text(
@@ -138,16 +154,25 @@ def create(root: Path, name: str, fitted: bool, registered: list[str], built_in:
     return [module, test, root / "params.yaml"]
 
 
-def remove(root: Path, name: str, built_in: tuple[str, ...]) -> list[Path]:
-    """Delete the module and its test and take the name out of params.yaml (feature sets using it too)."""
+def check_removable(root: Path, name: str, built_in: tuple[str, ...]) -> None:
+    """Refuse, before anything is asked or deleted, a name `remove` must not act on."""
     if name in built_in:
         raise ScaffoldError(f"{name!r} is a built-in extractor and cannot be removed")
+    check_name(name)
+    _, params = _load_params(root)
+    if not paths_for(root, name)[0].exists() and name not in params["extractors"]:
+        raise ScaffoldError(f"no extractor {name!r} in this repository")
+
+
+def remove(root: Path, name: str, built_in: tuple[str, ...]) -> list[Path]:
+    """Delete the module and its test and take the name out of params.yaml (feature sets using it too)."""
+    check_removable(root, name, built_in)
     module, test = paths_for(root, name)
     yaml, params = _load_params(root)
-    if not module.exists() and name not in params.get("extractors", {}):
-        raise ScaffoldError(f"no extractor {name!r} in this repository")
     params["extractors"].pop(name, None)
     for section in ("linear", "mlp"):
+        if not isinstance(params.get(section), dict) or not isinstance(params[section].get("feature_sets"), list):
+            continue
         sets = params[section]["feature_sets"]
         for feature_set in [s for s in sets if name in s.split("+")]:
             sets.remove(feature_set)

@@ -70,7 +70,8 @@ def test_new_fitted_extractor_refuses_transform_before_fit(project):
 @pytest.mark.parametrize(
     "name,reason",
     [("9lives", "not a valid extractor name"), ("mean-color", "not a valid extractor name"), ("class", "not a valid extractor name"),
-     ("hog", "built-in"), ("base", "shadow"), ("MeanColor", "lower-case")],
+     ("hog", "built-in"), ("base", "own modules"), ("kmeans", "own modules"), ("MeanColor", "lower-case"),
+     ("café", "lower-case ASCII"), ("test_thing", "not a valid extractor name")],
 )
 def test_new_refuses_bad_names_without_touching_a_file(project, name, reason):
     before = snapshot(project)
@@ -161,6 +162,32 @@ def test_remove_takes_the_extractors_overrides_out_too(project):
 def test_remove_refuses_a_built_in(project):
     result = featurebench(project, "extractor", "remove", "hog", "--yes")
     assert result.returncode == 2 and "built-in" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["base", "kmeans", "figures", "registry"])
+def test_remove_never_deletes_the_features_package_s_own_modules(project, name):
+    before = snapshot(project)
+    result = featurebench(project, "extractor", "remove", name, "--yes")
+    assert result.returncode == 2 and "own modules" in result.stderr and "Traceback" not in result.stderr
+    assert snapshot(project) == before
+
+
+def test_remove_refuses_an_unknown_name_before_asking_and_takes_no_answer_as_no(project):
+    unknown = featurebench(project, "extractor", "remove", "nosuch", input="y\n")
+    assert unknown.returncode == 2 and "no extractor 'nosuch'" in unknown.stderr and "delete" not in unknown.stdout
+    featurebench(project, "extractor", "new", "mean_color")
+    closed = featurebench(project, "extractor", "remove", "mean_color", input="")  # stdin at its end: no terminal
+    assert closed.returncode == 1 and "nothing removed" in closed.stdout and "Traceback" not in closed.stderr
+    assert (project / "features/mean_color.py").exists()
+
+
+@pytest.mark.parametrize("text, section", [("", "extractors"), ("seed: 0\n", "extractors")])
+def test_new_with_params_missing_its_sections_writes_nothing(project, text, section):
+    (project / "params.yaml").write_text(text)
+    before = snapshot(project)
+    result = featurebench(project, "extractor", "new", "mean_color")
+    assert result.returncode == 2 and f"no `{section}:` section" in result.stderr and "nothing was written" in result.stderr
+    assert "Traceback" not in result.stderr and snapshot(project) == before
 
 
 @pytest.fixture(scope="module")
