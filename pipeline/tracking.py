@@ -54,9 +54,29 @@ def project_root(start: Path | None = None) -> Path:
     return here
 
 
+# What MLflow 3 opens as a tracking store: databases (SQLAlchemy dialects, `postgresql+psycopg2://` too),
+# a tracking server, Databricks. Not a plain path or `file://`: MLflow 3 refuses the file store.
+STORE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+
+
 def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI when set, else a SQLite store at the project root (absolute path)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+    """MLFLOW_TRACKING_URI when set, else a SQLite store at the project root (absolute path); a URI no store
+    can be opened at is refused in one line (StoreError), not after MLflow's retries and traceback."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+    check_tracking_uri(uri)
+    return uri
+
+
+def check_tracking_uri(uri: str) -> None:
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else uri.lower()
+    if scheme not in STORE_SCHEMES:
+        raise StoreError(
+            f"MLFLOW_TRACKING_URI={uri!r} is not a store MLflow 3 opens (it has no file store): give "
+            "sqlite:////absolute/path/mlflow.db, a database URI or an http(s) tracking server, or unset it"
+        )
+    database = sqlite_file(uri)
+    if database is not None and database.is_dir():
+        raise StoreError(f"the MLflow store {uri} names a folder, not a SQLite file: add a file name, e.g. sqlite:///{database / 'mlflow.db'}")
 
 
 def experiment_name(dataset: str) -> str:
@@ -647,13 +667,23 @@ def _quiet_downloads() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+def existing_store_uri() -> str:
+    """tracking_uri() for a command that only reads runs: a SQLite store that does not exist is refused,
+    since opening it would create an empty one (and its folders) where the user expected their runs."""
+    uri = tracking_uri()
+    database = sqlite_file(uri)
+    if database is not None and not database.exists():
+        raise FileNotFoundError(f"no MLflow store at {database}: run `dvc repro` in this project first, or set MLFLOW_TRACKING_URI to the store that holds the runs")
+    return uri
+
+
 def download_artifacts(run_id: str, path: str, destination: Path) -> Path:
     import mlflow
 
     from mlflow.exceptions import MlflowException
 
     _quiet_downloads()
-    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_tracking_uri(existing_store_uri())
     try:
         return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(destination)))
     except (MlflowException, OSError) as error:
@@ -670,7 +700,7 @@ def load_model(run_id: str):
     import mlflow.pytorch
 
     _quiet_downloads()
-    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_tracking_uri(existing_store_uri())
     return mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu")
 
 

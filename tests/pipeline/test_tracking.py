@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from pipeline import tracking
 
 
@@ -24,6 +26,25 @@ def test_tracking_uri_defaults_to_an_absolute_sqlite_store(monkeypatch, tmp_path
 def test_environment_overrides_the_store(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking.tracking_uri() == "http://127.0.0.1:5000"
+
+
+@pytest.mark.parametrize("uri", ["garbage://foo", "not a uri at all", "/some/path/mlflow.db", "file:///tmp/mlruns", "./mlruns"])
+def test_a_uri_no_store_opens_at_is_refused_in_one_line(monkeypatch, uri):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(tracking.StoreError, match="is not a store MLflow 3 opens"):
+        tracking.tracking_uri()
+
+
+def test_a_sqlite_uri_naming_a_folder_is_refused_with_a_file_name_to_add(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}")
+    with pytest.raises(tracking.StoreError, match=f"names a folder.*sqlite:///{tmp_path / 'mlflow.db'}"):
+        tracking.tracking_uri()
+
+
+@pytest.mark.parametrize("uri", ["postgresql+psycopg2://u@h/db", "https://mlflow.example.org", "databricks", "sqlite:////tmp/x/mlflow.db"])
+def test_store_uris_mlflow_opens_are_taken_as_given(monkeypatch, uri):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert tracking.tracking_uri() == uri
 
 
 def test_flatten_nests_with_dots():
@@ -357,3 +378,13 @@ def test_the_history_is_logged_as_curves_with_the_epoch_as_step(monkeypatch, tmp
         curve = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
         assert curve == [(r.epoch, getattr(r, field)) for r in history]
     assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch_train_accuracy")] == [1, 2, 3]
+
+
+def test_reading_runs_from_a_store_that_does_not_exist_creates_nothing(monkeypatch, tmp_path):
+    store = tmp_path / "no-such-folder" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    with pytest.raises(FileNotFoundError, match="no MLflow store at .*run `dvc repro`"):
+        tracking.download_artifacts("0123456789abcdef", "featurizer", tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="no MLflow store at"):
+        tracking.load_model("0123456789abcdef")
+    assert not store.parent.exists()
