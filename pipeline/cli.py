@@ -415,7 +415,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+REEXEC_MARK = "FEATUREBENCH_CLI_OF_PROJECT"
+
+
+def run_the_project_s_own_cli(argv: list[str] | None) -> None:
+    """In another checkout of the project than the one installed (a second clone, a branch), run that
+    checkout's `featurebench`, as its DVC stages run its code: this module was imported from the
+    installed one before any path could be changed. POSIX only (os.execv); once per command."""
+    project = Path.cwd()
+    installed = Path(__file__).resolve().parents[1]
+    if os.environ.pop(REEXEC_MARK, None) or os.name == "nt" or not (project / "pipeline" / "cli.py").is_file():
+        return  # the mark is this process's own: commands it starts decide for themselves
+    if project.resolve() == installed:
+        return
+    os.environ[REEXEC_MARK] = "1"
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "pipeline.cli", *(sys.argv[1:] if argv is None else argv)])
+
+
 def main(argv: list[str] | None = None) -> int:
+    run_the_project_s_own_cli(argv)
     args = build_parser().parse_args(argv)
     if (Path.cwd() / "features" / "__init__.py").exists():
         # the project in the working directory wins, as it does for `python -m` in DVC stages

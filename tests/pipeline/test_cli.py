@@ -141,3 +141,27 @@ def test_ui_whose_server_dies_before_answering_fails_instead_of_printing_an_addr
     )  # fmt: skip
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines()[-1].startswith("featurebench ui: error: the MLflow server exited (code ")
+
+
+def test_the_featurebench_command_runs_the_checkout_it_is_typed_in(tmp_path):
+    """The installed entry point imports the installed checkout's code; in another checkout (a second clone)
+    the command must run that one's, as its DVC stages do."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    entry = Path(sys.executable).parent / ("featurebench.exe" if os.name == "nt" else "featurebench")
+    if not entry.exists() or os.name == "nt":
+        pytest.skip("needs the installed `featurebench` command on POSIX")
+    root = Path(__file__).resolve().parents[2]
+    for name in ("pipeline", "features", "models"):
+        shutil.copytree(root / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    cli = tmp_path / "pipeline" / "cli.py"
+    cli.write_text(cli.read_text().replace('description="Hand-crafted features', 'description="OTHER-CHECKOUT Hand-crafted features', 1))
+    env = {k: v for k, v in os.environ.items() if k != "FEATUREBENCH_CLI_OF_PROJECT"}
+
+    here = subprocess.run([str(entry), "--help"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    installed = subprocess.run([str(entry), "--help"], cwd=root, capture_output=True, text=True, env=env, timeout=120)
+
+    assert here.returncode == 0 and "OTHER-CHECKOUT" in here.stdout
+    assert installed.returncode == 0 and "OTHER-CHECKOUT" not in installed.stdout
