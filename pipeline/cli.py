@@ -421,7 +421,10 @@ REEXEC_MARK = "FEATUREBENCH_CLI_OF_PROJECT"
 def run_the_project_s_own_cli(argv: list[str] | None) -> None:
     """In another checkout of the project than the one installed (a second clone, a branch), run that
     checkout's `featurebench`, as its DVC stages run its code: this module was imported from the
-    installed one before any path could be changed. POSIX only (os.execv); once per command."""
+    installed one before any path could be changed. POSIX only (os.execv); once per command; only for the
+    command as typed (argv None): a caller of main(argv) in its own process keeps that process."""
+    if argv is not None:
+        return
     project = Path.cwd()
     installed = Path(__file__).resolve().parents[1]
     if os.environ.pop(REEXEC_MARK, None) or os.name == "nt" or not (project / "pipeline" / "cli.py").is_file():
@@ -430,7 +433,7 @@ def run_the_project_s_own_cli(argv: list[str] | None) -> None:
         return
     os.environ[REEXEC_MARK] = "1"
     sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "pipeline.cli", *(sys.argv[1:] if argv is None else argv)])
+    os.execv(sys.executable, [sys.executable, "-m", "pipeline.cli", *sys.argv[1:]])
 
 
 def main(argv: list[str] | None = None) -> int:
