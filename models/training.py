@@ -351,11 +351,11 @@ def train_together(
 def minibatch_bounds(n: int, batch_size: int, batchnorm: bool) -> list[tuple[int, int]]:
     """(start, stop) of each minibatch of an epoch's n rows. Batch norm cannot train on one row (its
     variance is undefined), so with it a last minibatch of one row joins the one before."""
+    if batchnorm and n == 1:
+        raise ValueError("batchnorm needs at least 2 training rows (it normalizes each minibatch by its own statistics)")
     bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
     if batchnorm and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
         bounds[-2:] = [(bounds[-2][0], n)]
-    if batchnorm and n == 1:
-        raise ValueError("batchnorm needs at least 2 training rows (it normalizes each minibatch by its own statistics)")
     return bounds
 
 
@@ -449,8 +449,6 @@ class _Run:
         self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def outcome(self) -> list[EpochRecord] | TrainingFailed:
-        for parameter in self.parameters:  # a stacked run's weights were views of the stack: each model
-            parameter.data = parameter.data.clone()  # then saved (torch.export) the other members' too
         if self.failure is not None:
             return self.failure
         if self.best_state is not None:
@@ -595,9 +593,13 @@ class LinearStack:
         return rest
 
     def end_epoch(self) -> None:
-        """Hands each run its epoch's summed loss and correct answers (its weights are views already)."""
+        """Hands each run its epoch's summed loss and correct answers, and its weights and velocities back
+        in storage of its own: a model left holding views of the stack would save (torch.export) every
+        member's weights beside its own. Linear weights are small; the next epoch stacks them again."""
         for index, run in enumerate(self.runs):
             run.total_loss, run.correct = self.total_loss[index], self.correct[index]
+            for tensor in (*run.parameters[:2], *run.velocities[:2]):
+                tensor.data = tensor.data.clone()
 
 
 def best_record(history: list[EpochRecord]) -> EpochRecord:

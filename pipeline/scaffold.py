@@ -154,21 +154,22 @@ def create(root: Path, name: str, fitted: bool, registered: list[str], built_in:
     return [module, test, root / "params.yaml"]
 
 
-def check_removable(root: Path, name: str, built_in: tuple[str, ...]) -> None:
-    """Refuse, before anything is asked or deleted, a name `remove` must not act on."""
+def check_removable(root: Path, name: str, built_in: tuple[str, ...]):
+    """Refuse, before anything is asked or deleted, a name `remove` must not act on; else (yaml, params)
+    as `_load_params` read them."""
     if name in built_in:
         raise ScaffoldError(f"{name!r} is a built-in extractor and cannot be removed")
     check_name(name)
-    _, params = _load_params(root)
+    yaml, params = _load_params(root)
     if not paths_for(root, name)[0].exists() and name not in params["extractors"]:
         raise ScaffoldError(f"no extractor {name!r} in this repository")
+    return yaml, params
 
 
 def remove(root: Path, name: str, built_in: tuple[str, ...]) -> list[Path]:
     """Delete the module and its test and take the name out of params.yaml (feature sets using it too)."""
-    check_removable(root, name, built_in)
+    yaml, params = check_removable(root, name, built_in)
     module, test = paths_for(root, name)
-    yaml, params = _load_params(root)
     params["extractors"].pop(name, None)
     for section in ("linear", "mlp"):
         if not isinstance(params.get(section), dict) or not isinstance(params[section].get("feature_sets"), list):
