@@ -293,14 +293,14 @@ def search_and_refit(
     the same to float32 rounding (the two learn from one product, models.training.LinearStack).
     A trial that diverges goes the long way (search's back-off, then refit).
     """
-    (outcome,) = search_and_refit_many([candidate], train_features, train_labels, refit_features, refit_labels, val_features, val_labels, device, augment, progress, class_names)
+    (outcome,) = search_and_refit_many([[candidate]], train_features, train_labels, refit_features, refit_labels, val_features, val_labels, device, augment, progress, class_names)
     if isinstance(outcome, TrainingFailed):
         raise outcome
     return outcome
 
 
 def search_and_refit_many(
-    candidates: list[tuple[TrainConfig, MLPConfig]],
+    groups: list[list[tuple[TrainConfig, MLPConfig]]],
     train_features,
     train_labels: torch.Tensor,
     refit_features,
@@ -311,43 +311,81 @@ def search_and_refit_many(
     augment: Callable | None = None,
     progress: bool = True,
     class_names: list[str] | None = None,
+    map_trials: Callable | None = None,
 ) -> list[tuple[Trial, list[Trial], MLP] | TrainingFailed]:
-    """search_and_refit() of several lone candidates (an SVM's and a softmax's) in one pass over the rows for
-    all of them where they can train together: each outcome as search_and_refit() would return it alone,
-    or the TrainingFailed it would raise."""
-    if not can_train_together([config for config, _ in candidates], [model_config for _, model_config in candidates]):
-        args = (train_features, train_labels, refit_features, refit_labels, val_features, val_labels, device, augment, progress, class_names)
-        return [search_and_refit_many([candidate], *args)[0] for candidate in candidates]
+    """search() then refit() of each group of linear candidates (an SVM's learning rates, a softmax's),
+    every candidate trained beside its refit (search_and_refit's twin), each group keeping the twin of
+    its best trial: in one pass over the rows for all of them where they can train together.
+
+    A linear epoch is mostly reading rows, so the twins of the candidates that lose cost little beside
+    the refit pass they save (tests/benchmarks/bench_joint_refit.py --whole-stage). map_trials (search()'s)
+    trains each candidate and its twin elsewhere, with the same results. Each group's outcome is (best
+    trial, its trials, the best's refit), or the TrainingFailed search() or refit() would raise; a group
+    whose every trial diverged goes the long way (search's back-off, then refit).
+    """
+    flat = [candidate for group in groups for candidate in group]
+    shared = (len(train_features), refit_features, refit_labels, val_features, val_labels, device, augment, progress)
+    if map_trials is not None:
+        pairs = list(map_trials(run_trial_and_refit, flat, shared=shared))
+    elif can_train_together([config for config, _ in flat], [model_config for _, model_config in flat]):
+        pairs = _trials_and_refits(shared, flat)
+    else:
+        pairs = [run_trial_and_refit(shared, candidate) for candidate in flat]
+    results = []
+    for group in groups:
+        mine, pairs = pairs[: len(group)], pairs[len(group) :]
+        trials = [(trial, refitted) for trial, refitted in mine if trial is not None]
+        if not trials:
+            data = (train_features, train_labels, val_features, val_labels)
+            results.append(_searched_then_refit(group, data, refit_features, refit_labels, device, augment, progress, class_names, map_trials))
+            continue
+        best, refitted = max(trials, key=lambda pair: pair[0].val_accuracy)  # the first of equals, as search()
+        if isinstance(refitted, TrainingFailed):
+            results.append(failure(refitted.reason, refit_features, refit_labels, best.model_config.n_classes, class_names, best.config.learning_rate))
+        else:
+            results.append((best, [trial for trial, _ in trials], refitted))
+    return results
+
+
+def run_trial_and_refit(shared: tuple, candidate: tuple[TrainConfig, MLPConfig]) -> tuple[Trial | None, MLP | TrainingFailed]:
+    """One candidate beside its refit, as search_and_refit_many trains it: (its trial, None when it
+    diverged; its refit, or the refit's TrainingFailed).
+
+    shared : (number of train rows, train + validation features, their labels, val features, val labels,
+    device, augment, progress), the same for every candidate.
+    """
+    return _trials_and_refits(shared, [candidate])[0]
+
+
+def _trials_and_refits(shared: tuple, flat: list[tuple[TrainConfig, MLPConfig]]) -> list[tuple[Trial | None, MLP | TrainingFailed]]:
+    train_rows, refit_features, refit_labels, val_features, val_labels, device, augment, progress = shared
     models, twins = [], []
-    for config, model_config in candidates:
+    for config, model_config in flat:
         torch.manual_seed(config.seed)
         models.append(MLP(model_config))
         torch.manual_seed(config.seed)
         twins.append(MLP(model_config))  # the weights refit() would start from
-    configs = [config for config, _ in candidates]
     start = time.perf_counter()
-    outcomes = train_together(
-        models, configs, refit_features, refit_labels, val_features, val_labels, device, progress, augment, twins=twins, train_rows=len(train_features)
-    )
-    seconds = (time.perf_counter() - start) / len(candidates)
-    histories, twin_histories = outcomes[: len(models)], outcomes[len(models) :]
-    results = []
-    for candidate, model, twin, history, twin_history in zip(candidates, models, twins, histories, twin_histories):
-        config, model_config = candidate
-        if isinstance(history, TrainingFailed):
-            searched = _searched_or_failure([candidate], (train_features, train_labels, val_features, val_labels), device, augment, progress, class_names, None, None)
-            if isinstance(searched, TrainingFailed):
-                results.append(searched)
-                continue
-            best, trials = searched
-            (refitted,) = refit_many([best], refit_features, refit_labels, device, augment, progress)
-            results.append(refitted if isinstance(refitted, TrainingFailed) else (best, trials, refitted))
-        elif isinstance(twin_history, TrainingFailed):
-            results.append(failure(twin_history.reason, refit_features, refit_labels, model_config.n_classes, class_names, config.learning_rate))
-        else:
-            trial = _trial(config, model_config, history, model, seconds)
-            results.append((trial, [trial], twin))
-    return results
+    configs = [config for config, _ in flat]
+    outcomes = train_together(models, configs, refit_features, refit_labels, val_features, val_labels, device, progress, augment, twins=twins, train_rows=train_rows)
+    seconds = (time.perf_counter() - start) / len(flat)
+    return [
+        (
+            None if isinstance(history, TrainingFailed) else _trial(config, model_config, history, model, seconds),
+            twin_history if isinstance(twin_history, TrainingFailed) else twin,
+        )
+        for (config, model_config), model, twin, history, twin_history in zip(flat, models, twins, outcomes[: len(flat)], outcomes[len(flat) :])
+    ]
+
+
+def _searched_then_refit(group, data, refit_features, refit_labels, device, augment, progress, class_names, map_trials) -> tuple[Trial, list[Trial], MLP] | TrainingFailed:
+    """The long way for one group: its search (backing off when every rate diverges), then the best's refit."""
+    searched = _searched_or_failure(group, data, device, augment, progress, class_names, map_trials, None)
+    if isinstance(searched, TrainingFailed):
+        return searched
+    best, trials = searched
+    (refitted,) = refit_many([best], refit_features, refit_labels, device, augment, progress)
+    return refitted if isinstance(refitted, TrainingFailed) else (best, trials, refitted)
 
 
 def refit(

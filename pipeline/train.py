@@ -226,29 +226,31 @@ def fit_and_score_many(data: TrainingData, groups: list[list], device: torch.dev
     learning rates on the same rows: models.search.search_many, refit_many), where their minibatches
     are the same (one seed and batch size) and `engine` is local; with `ray` each trial is a Ray task
     (a GPU each when training on one) and the groups run one after another. The results are the same
-    either way; each group's seconds are then an equal share of the joint training. A group with a
-    lone linear candidate trains its refit in the search's pass (models.search.search_and_refit_many:
-    a lone trial gains nothing from a Ray task, so that pass runs in this process with either engine).
+    either way; each group's seconds are then an equal share of the joint training. Linear candidates
+    to refit train beside their refits, in the search's pass (models.search.search_and_refit_many: a
+    linear epoch is mostly reading rows, so that saves the refit's pass); with `ray`, a Ray task each,
+    except lone ones, which gain nothing from a task and train together in this process.
     """
     if isinstance(groups[0][0][0], LBFGSConfig):
         return [_fitted_or_failure(fit_and_score_lbfgs, data, configs, device, refit_chosen) for configs in groups]
     flat = [candidate for configs in groups for candidate in configs]
-    lone_linear = refit_chosen and all(len(configs) == 1 and not configs[0][1].hidden_sizes for configs in groups)
-    together = (engine == "local" or lone_linear) and can_train_together([config for config, _ in flat], [model_config for _, model_config in flat])
+    one_pass = refit_chosen and all(not model_config.hidden_sizes for _, model_config in flat)
+    lone = all(len(configs) == 1 for configs in groups)  # a lone trial gains nothing from a Ray task: trained here with either engine
+    together = (engine == "local" or (one_pass and lone)) and can_train_together([config for config, _ in flat], [model_config for _, model_config in flat])
     if len(groups) > 1 and not together:
         return [fit_and_score_many(data, [configs], device, refit_chosen, engine)[0] for configs in groups]
+    map_trials = None  # local: in this process, trials that can train together in one pass over the rows
+    if engine == "ray" and not (one_pass and lone):
+        map_trials = functools.partial(map_in_order, engine=engine, description="search", unit="trial", gpus_per_task=1 if device.type == "cuda" else 0)
     start = time.perf_counter()
-    if lone_linear:
-        # nothing to choose between: each refit trains in the search's pass over the rows (each row read once
-        # for both; an MLP's epoch is compute, which a refit stopped at the best epoch saves)
+    if one_pass:
+        # every candidate's refit trains in the search's pass over the rows, each row read once for all
+        # (an MLP's epoch is compute, which a refit of the chosen one alone, stopped at its best epoch, saves)
         outcomes = search_and_refit_many(
-            [configs[0] for configs in groups], data.train, data.train_labels, data.refit, data.refit_labels, data.val, data.val_labels, device, data.augment, class_names=data.class_names
+            groups, data.train, data.train_labels, data.refit, data.refit_labels, data.val, data.val_labels, device, data.augment, class_names=data.class_names, map_trials=map_trials
         )
         search_seconds = time.perf_counter() - start
     else:
-        map_trials = None  # local: in this process, trials that can train together in one pass over the rows
-        if engine == "ray":
-            map_trials = functools.partial(map_in_order, engine=engine, description="search", unit="trial", gpus_per_task=1 if device.type == "cuda" else 0)
         searched = search_many(groups, data.train, data.train_labels, data.val, data.val_labels, device, data.augment, class_names=data.class_names, map_trials=map_trials)
         search_seconds = time.perf_counter() - start
         chosen = [outcome[0] for outcome in searched if not isinstance(outcome, TrainingFailed)]

@@ -33,23 +33,30 @@ def one_after_another(function, items, shared):
     return [function(shared, item) for item in items]
 
 
-def open_linear_stage(description: str, feature_set: str) -> tuple:
+def open_linear_stage(description: str, feature_set: str, flags: tuple[str, ...] = ()) -> tuple:
     """(args, section, data, base config) of a linear stage, from the command line (--feature-set,
-    --classifier, --epochs, --repeats) and params.yaml, its rows opened as the train stage opens them."""
+    --classifier, --epochs, --repeats and each of `flags`, a switch) and params.yaml, its rows opened
+    as the train stage opens them."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--feature-set", default=feature_set)
     parser.add_argument("--classifier", default="svm", choices=["svm", "softmax"])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    for flag in flags:
+        parser.add_argument(flag, action="store_true")
     args = parser.parse_args()
     params = load_params()
     section = params.linear.for_feature_set(args.feature_set)
     data = load_training_data(params.feature_set_members(args.feature_set), args.feature_set, section.augment)
-    base = TrainConfig(
-        loss=linear_loss(args.classifier, section.svm_loss), regularization=section.regularization, batch_size=section.batch_size,
-        momentum=section.momentum, lr_schedule=section.lr_schedule, keep=section.keep, seed=section.training_seed(params.seed),
+    return args, section, data, linear_base(section, args.classifier, params.seed)
+
+
+def linear_base(section, classifier: str, seed: int) -> TrainConfig:
+    """The TrainConfig a linear stage starts `classifier`'s candidates from (pipeline.train's settings)."""
+    return TrainConfig(
+        loss=linear_loss(classifier, section.svm_loss), regularization=section.regularization, batch_size=section.batch_size,
+        momentum=section.momentum, lr_schedule=section.lr_schedule, keep=section.keep, seed=section.training_seed(seed),
     )
-    return args, section, data, base
 
 
 def main() -> None:

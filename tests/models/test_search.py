@@ -268,12 +268,52 @@ def test_lone_candidates_of_two_classifiers_train_with_their_refits_in_one_pass_
     x, y, val_x, val_y = train_and_val()
     rows, labels = torch.cat([x, val_x]), torch.cat([y, val_y])
     lone = [group[0] for group in classifier_groups([0.01])]
-    together = search_and_refit_many(lone, x, y, rows, labels, val_x, val_y, CPU, progress=False)
+    together = search_and_refit_many([[candidate] for candidate in lone], x, y, rows, labels, val_x, val_y, CPU, progress=False)
     for (trial, trials, twin), candidate in zip(together, lone):
         alone, _, alone_twin = search_and_refit(candidate, x, y, rows, labels, val_x, val_y, CPU, progress=False)
         assert trials == [trial]
         assert_same_trial(trial, alone)
         assert_same_weights(twin, alone_twin)
+
+
+def test_each_classifier_keeps_the_refit_of_its_best_trial_from_one_pass_over_all_candidates():
+    x, y, val_x, val_y = train_and_val()
+    rows, labels = torch.cat([x, val_x]), torch.cat([y, val_y])
+    groups = [[(replace(config, keep="last"), model) for config, model in group] for group in classifier_groups([1e-6, 0.1])]
+    outcomes = search_and_refit_many(groups, x, y, rows, labels, val_x, val_y, CPU, progress=False)
+    for (best, trials, twin), group in zip(outcomes, groups):
+        lone = [search_and_refit(candidate, x, y, rows, labels, val_x, val_y, CPU, progress=False) for candidate in group]
+        for trial, (alone, _, _) in zip(trials, lone):
+            assert_same_trial(trial, alone)  # each trial as it would train beside its own refit alone
+        assert [trial.config for trial in trials] == [config for config, _ in group]
+        assert best is trials[1] and best.val_accuracy > trials[0].val_accuracy  # 1e-6 barely moves from its first weights
+        assert_same_weights(twin, refit(best, rows, labels, CPU, progress=False)[0])  # kept at the last epoch: the refit after the search
+
+
+def test_candidates_and_their_refits_trained_through_a_map_end_as_in_one_pass():
+    x, y, val_x, val_y = train_and_val()
+    rows, labels = torch.cat([x, val_x]), torch.cat([y, val_y])
+    groups, seen = classifier_groups([1e-6, 0.1]), []
+
+    def one_by_one(function, items, *, shared):  # what a Ray task per candidate does, here
+        seen.extend(items)
+        return [function(shared, item) for item in items]
+
+    mapped = search_and_refit_many(groups, x, y, rows, labels, val_x, val_y, CPU, progress=False, map_trials=one_by_one)
+    together = search_and_refit_many(groups, x, y, rows, labels, val_x, val_y, CPU, progress=False)
+    assert seen == [candidate for group in groups for candidate in group]
+    for (best, trials, twin), (best_together, trials_together, twin_together) in zip(mapped, together):
+        assert_same_trial(best, best_together)
+        assert len(trials) == len(trials_together) == 2
+        assert_same_weights(twin, twin_together)
+
+
+def test_a_diverging_rate_drops_out_of_its_group_and_the_others_choose():
+    x, y = separable_blobs(n_per_class=40)
+    group = candidates(SearchSpace([0.01, 1e12], [0.0], [[]], [4]), HINGE, BASE_MODEL, "grid", 2, 0)
+    ((best, trials, twin),) = search_and_refit_many([group], x, y, x, y, x, y, CPU, progress=False)
+    assert [trial.config.learning_rate for trial in trials] == [0.01] and best is trials[0]
+    assert all(torch.isfinite(parameter).all() for parameter in twin.parameters())
 
 
 def test_a_classifier_that_diverges_fails_alone_and_the_other_trains():
@@ -283,7 +323,7 @@ def test_a_classifier_that_diverges_fails_alone_and_the_other_trains():
     failed, (best, trials) = search_many([diverging, converging], x, y, x, y, CPU, progress=False)
     assert isinstance(failed, TrainingFailed) and "diverged for every learning rate tried (1e+12, 1e+11, 1e+10)" in str(failed)
     assert_same_trial(best, search(converging, x, y, x, y, CPU, progress=False)[0])
-    outcomes = search_and_refit_many([diverging[0], converging[0]], x, y, x, y, x, y, CPU, progress=False)
+    outcomes = search_and_refit_many([diverging, converging], x, y, x, y, x, y, CPU, progress=False)
     assert isinstance(outcomes[0], TrainingFailed) and not isinstance(outcomes[1], TrainingFailed)
 
 

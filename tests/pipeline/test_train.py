@@ -78,7 +78,7 @@ def test_training_from_memory_maps_equals_training_from_tensors(feature_project,
     assert mapped.model is not mapped.best.model  # the refit, trained on train + val
 
 
-@pytest.mark.parametrize("rates", [[0.01], [0.003, 0.03]])  # a lone candidate refits in the search's pass; several refit after it
+@pytest.mark.parametrize("rates", [[0.01], [0.003, 0.03]])  # one candidate or several, each beside its refit in the search's pass
 @pytest.mark.parametrize("refit_chosen", [True, False])
 def test_a_linear_stage_trains_its_svm_and_softmax_together_each_as_it_would_alone_to_rounding(feature_project, rates, refit_chosen):
     data = load_training_data(["a", "b"], "a+b", "flip")
