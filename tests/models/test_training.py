@@ -485,3 +485,53 @@ def test_non_finite_features_are_named_not_taken_for_a_learning_rate_too_high():
     x[3, 2] = float("nan")
     with pytest.raises(ValueError, match="training features hold NaN or infinite values"):
         train(MLP(MLPConfig(5, 3)), TrainConfig(epochs=1), x, y, x[4:9], y[4:9], progress=False)
+
+
+@pytest.mark.parametrize(
+    "model, config",
+    [
+        (MLPConfig(12, 3, hidden_sizes=[16, 8]), TrainConfig(learning_rate=0.05, reg_strength=1e-2)),
+        (MLPConfig(12, 3, hidden_sizes=[16], batchnorm=True, activation="tanh"), TrainConfig(learning_rate=0.05, momentum=0.0)),
+        (MLPConfig(12, 3, hidden_sizes=[16], dropout=0.3), TrainConfig(learning_rate=0.05, reg_strength=0.0, loss="squared_hinge")),
+    ],
+)
+def test_an_mlp_step_with_its_weight_gradients_fused_into_the_velocities_is_the_step_from_gradients(model, config):
+    from models.training import _Run
+
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 12, generator=generator), torch.randint(0, 3, (40,), generator=generator)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        run = _Run(MLP(model), config, 1, torch.device("cpu"))
+        run.start_epoch(0)
+        runs.append(run)
+    fused, by_gradients = runs
+    assert fused.fuses_its_steps
+    moved = [p.detach().clone() for p in fused.parameters]
+    for step in range(5):
+        torch.manual_seed(step)  # dropout draws the same masks both ways
+        fused.learn_fused(x[step * 8 : step * 8 + 8], y[step * 8 : step * 8 + 8])
+        torch.manual_seed(step)
+        by_gradients.learn_by_gradients(x[step * 8 : step * 8 + 8], y[step * 8 : step * 8 + 8])
+    assert_same_weights(fused.parameters, by_gradients.parameters)
+    assert_same_weights(fused.velocities, by_gradients.velocities)
+    assert all(not torch.equal(before, after) for before, after in zip(moved, fused.parameters))  # every parameter stepped
+    torch.testing.assert_close(fused.total_loss, by_gradients.total_loss, **ROUNDING)
+    assert fused.correct == by_gradients.correct
+
+
+@pytest.mark.parametrize(
+    "model, config",
+    [
+        (MLPConfig(12, 3), TrainConfig()),  # linear models step in LinearStack
+        (MLPConfig(12, 3, hidden_sizes=[8]), TrainConfig(precision="bf16")),
+        (MLPConfig(12, 3, hidden_sizes=[8]), TrainConfig(regularization="l1")),
+        (MLPConfig(12, 3, hidden_sizes=[8]), TrainConfig(optimizer="nesterov")),
+        (MLPConfig(12, 3, hidden_sizes=[8]), TrainConfig(optimizer="adam")),
+    ],
+)
+def test_other_models_and_updates_step_from_their_gradients(model, config):
+    from models.training import _Run
+
+    assert not _Run(MLP(model), config, 1, torch.device("cpu")).fuses_its_steps
