@@ -191,17 +191,21 @@ def _best_or_back_off(trials: list[Trial], configs, data, device, augment, progr
 
 def _trials(configs, data, device, augment, progress, map_trials: Callable | None, learning_rate_divisor: int = 1) -> list[Trial]:
     """One trial per configuration that trains without diverging, in the configs' order."""
-    shared = (*data, device, augment, progress)
-    if map_trials is not None:
-        outcomes = list(map_trials(run_trial, configs, shared=shared))
-    elif can_train_together([config for config, _ in configs], [model_config for _, model_config in configs]):
-        outcomes = run_trials_together(shared, configs)
-    else:
-        outcomes = [run_trial(shared, candidate) for candidate in configs]
+    outcomes = each_candidate(run_trial, run_trials_together, configs, (*data, device, augment, progress), map_trials)
     trials = [trial for trial in outcomes if trial is not None]
     for trial in trials:
         trial.learning_rate_divisor = learning_rate_divisor
     return trials
+
+
+def each_candidate(alone: Callable, together: Callable, configs: list, shared: tuple, map_trials: Callable | None) -> list:
+    """[alone(shared, candidate) for each candidate]: through map_trials (elsewhere: Ray tasks), else in
+    one pass, together(shared, configs), where they can train together, else one after another."""
+    if map_trials is not None:
+        return list(map_trials(alone, configs, shared=shared))
+    if can_train_together([config for config, _ in configs], [model_config for _, model_config in configs]):
+        return together(shared, configs)
+    return [alone(shared, candidate) for candidate in configs]
 
 
 def diagnose(features: torch.Tensor, labels: torch.Tensor, n_classes: int, class_names: list[str] | None = None) -> list[tuple[str, str]]:
@@ -325,13 +329,7 @@ def search_and_refit_many(
     """
     flat = [candidate for group in groups for candidate in group]
     shared = (len(train_features), refit_features, refit_labels, val_features, val_labels, device, augment, progress)
-    if map_trials is not None:
-        pairs = list(map_trials(run_trial_and_refit, flat, shared=shared))
-    elif can_train_together([config for config, _ in flat], [model_config for _, model_config in flat]):
-        pairs = _trials_and_refits(shared, flat)
-    else:
-        pairs = [run_trial_and_refit(shared, candidate) for candidate in flat]
-    results = []
+    pairs, results = each_candidate(run_trial_and_refit, _trials_and_refits, flat, shared, map_trials), []
     for group in groups:
         mine, pairs = pairs[: len(group)], pairs[len(group) :]
         trials = [(trial, refitted) for trial, refitted in mine if trial is not None]
