@@ -10,11 +10,11 @@ Encoding is one matrix product per image plus a few passes over its result, so i
 the speed of torch.matmul (tests/benchmarks/bench_bovw.py measures both): the patches are strided
 views of the image copied once in pixel-major order; contrast normalization is one layer_norm; and
 the product [y, 1, |y|^2] @ [-2 c; |c|^2; 1] gives the squared distances |y - c|^2 directly, with no
-broadcast additions after it. The triangle code and the pooling run in place on that product, one
-image at a time (its 729 x 1600 distances, 4.7 MB, stay in the CPU cache), on as many Python threads
-as torch has, each single-threaded: whole images in parallel rather than every small operation split
-in two, which on a busy machine waits on whichever core is descheduled. The distance matrix of all
-CIFAR-10 patches to 1600 codewords would be 280 GB; one worker's buffer is 4.7 MB.
+broadcast additions after it. The triangle code and the pooling are one compiled read of that product
+(`features/triangle_codes.py`), one image at a time (its 729 x 1600 distances, 4.7 MB, stay in the CPU
+cache), on as many Python threads as torch has, each single-threaded: whole images in parallel rather
+than every small operation split in two, which on a busy machine waits on whichever core is descheduled.
+The distance matrix of all CIFAR-10 patches to 1600 codewords would be 280 GB; one worker's buffer is 4.7 MB.
 
 An image's left-right mirror is encoded from the image's own distances (`transform_with_mirror`):
 the mirror's patch at (row r, column c) is the mirror P x of the image's patch x at (r, C - 1 - c).
@@ -22,8 +22,8 @@ the mirror's patch at (row r, column c) is the mirror P x of the image's patch x
 closed under P (k-means with centroids in mirror pairs, `features/kmeans.py`: P c_j = c_pi(j)), so
 |W(P x - m) - c_j| = |W(x - m) - c_pi(j)|: the mirror's code at (r, c, j) is the image's at
 (r, C - 1 - c, pi(j)). The pooling regions are not mirror-symmetric (27 positions split 14 + 13),
-so the image's codes are pooled a second time over the mirrored column ranges and the codeword
-axis permuted by pi: one more pooling pass instead of a second encoding. Only the triangle code is
+so each code of the image is also added to the mirror's region of its column, counted from the right,
+and the mirror's codeword axis permuted by pi: a second sum instead of a second encoding. Only the triangle code is
 derived: a mirror-symmetric patch (every flat one) lies exactly as near c_j as c_pi(j), so the hard
 code's nearest word between the two is float32 rounding's choice, and a derived histogram would
 count the other word of the pair than the mirror's own encoding does.
@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from features.base import FeatureExtractor, NotFittedError, check_images, check_positive_int
 from features.kmeans import kmeans, mirror_partners, run_on_torch_threads
 from features.registry import register
+from features.triangle_codes import TrianglePooling
 
 ENCODINGS = ("hard", "triangle")
 CONTRAST_EPSILON = 10.0  # in squared 0..255 units, as in Coates et al.: flat patches do not blow up noise
@@ -179,38 +180,6 @@ def squared_distances(patches: torch.Tensor, operands: EncodingOperands, rows: t
     return torch.mm(rows, operands.augmented_codebook, out=out)
 
 
-def negated_triangle_codes_(squared: torch.Tensor) -> torch.Tensor:
-    """(p, k) squared distances -> the negated triangle codes min(0, distance - mean distance), in place.
-
-    Negated, so that the code is one subtraction and one clamp; `pool_negated_codes` restores the
-    sign on the pooled values, a few thousand per image.
-    """
-    distances = squared.clamp_(min=0).numpy()
-    np.sqrt(distances, out=distances)  # numpy's sqrt is the CPU's instruction; torch's is slower here
-    return squared.sub_(squared.mean(1, keepdim=True)).clamp_(max=0)
-
-
-def pool_negated_codes(negated: torch.Tensor, rows: list, column_sets: list[list], outs: list[torch.Tensor]) -> None:
-    """Triangle codes, given negated as (n * r * c, k), averaged over the regions (row range x column
-    range) into each out (n, len(rows) * len(cols) * k), one out per list of column ranges (an image's
-    and its mirror's); `negated` is left as it is.
-
-    A band of rows is summed once for all the column lists: that sum reads every code, the column sums
-    only the band's r * k (an image's and its mirror's pooling cost one pass over the codes, not two).
-    """
-    n, k = len(outs[0]), negated.shape[1]
-    codes = negated.view(n, max(bottom for _, bottom in rows), max(right for cols in column_sets for _, right in cols), k)
-    pooled = [out.view(n, len(rows), len(cols), k) for out, cols in zip(outs, column_sets)]
-    for i, (top, bottom) in enumerate(rows):
-        band = codes[:, top:bottom].sum(1)
-        for cols, regions in zip(column_sets, pooled):
-            for j, (left, right) in enumerate(cols):
-                torch.sum(band[:, left:right], 1, out=regions[:, i, j])
-    for cols, regions, out in zip(column_sets, pooled, outs):
-        regions.mul_(-1 / region_sizes(rows, cols).view(1, len(rows), len(cols), 1))
-        out.abs_()  # only turns -0.0 into 0.0: every pooled code is >= 0
-
-
 def pool_hard(squared: torch.Tensor, rows: list, cols: list, out: torch.Tensor) -> None:
     """Histograms of the nearest codewords of (n * r * c, k) squared distances over the regions, into out."""
     n, k = len(out), squared.shape[1]
@@ -338,14 +307,11 @@ class BagOfVisualWords(FeatureExtractor):
             raise NotFittedError("bovw must be fit on the train split before transform")
         rows, cols = self._check_size(images.shape[1:])
         row_regions, col_regions = region_bounds(rows, self.pooling_grid), region_bounds(cols, self.pooling_grid)
-        column_regions = [col_regions]
-        if with_mirror:  # the mirror's column range [left, right) is the image's [cols - right, cols - left)
-            column_regions.append([(cols - right, cols - left) for left, right in col_regions])
         operands = EncodingOperands.fold(self.patch_mean_, self.whitening_, self.codebook_, self.patch_size)
-        dim, k = self.codebook_.shape[1], self.n_clusters
-        outs = [np.empty((len(images), self.output_dim(images.shape[1:])), np.float32) for _ in column_regions]
-        pooled = [torch.from_numpy(out) for out in outs]
-        partner = torch.from_numpy(self.mirrored_codeword_) if with_mirror else None
+        dim, k, patches_per_image = self.codebook_.shape[1], self.n_clusters, rows * cols
+        outs = [np.empty((len(images), self.output_dim(images.shape[1:])), np.float32) for _ in range(2 if with_mirror else 1)]
+        # never with_mirror for the hard code (transform_with_mirror encodes its mirrors the plain way)
+        pool = TrianglePooling(rows, cols, row_regions, col_regions, with_mirror) if self.encoding == "triangle" else None
 
         def encode(start: int, buffers: dict) -> None:
             chunk = images[start : start + IMAGES_PER_CHUNK]
@@ -356,14 +322,16 @@ class BagOfVisualWords(FeatureExtractor):
                 buffers["rows"][:, dim] = 1
                 buffers["distances"] = torch.empty(len(patches), self.n_clusters)
             squared = squared_distances(patches, operands, buffers["rows"], buffers["distances"])
-            outs_of_chunk = [out[start : start + len(chunk)] for out in pooled]
-            if self.encoding == "triangle":
-                pool_negated_codes(negated_triangle_codes_(squared), row_regions, column_regions, outs_of_chunk)
-            else:  # never with_mirror (transform_with_mirror encodes a hard code's mirrors the plain way)
-                pool_hard(squared, row_regions, column_regions[0], outs_of_chunk[0])
-            if with_mirror:
-                mirrored = outs_of_chunk[1].view(len(chunk), -1, k)
-                mirrored.copy_(mirrored[:, :, partner])  # the mirror's word j is the image's word pi(j)
+            if pool is None:
+                pool_hard(squared, row_regions, col_regions, torch.from_numpy(outs[0][start : start + len(chunk)]))
+                return
+            distances = squared.numpy()
+            for image in range(len(chunk)):
+                own = distances[image * patches_per_image : (image + 1) * patches_per_image]
+                pool(own, *(out[start + image] for out in outs))
+                if with_mirror:
+                    mirrored = outs[1][start + image].reshape(-1, k)
+                    mirrored[:] = mirrored[:, self.mirrored_codeword_]  # the mirror's word j is the image's word pi(j)
 
         run_on_torch_threads(range(0, len(images), IMAGES_PER_CHUNK), encode)
         return outs

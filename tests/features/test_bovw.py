@@ -11,12 +11,12 @@ from features.bovw import (
     mirrored_patch_order,
     normalize_patches,
     pixel_major_order,
-    pool_negated_codes,
     random_patches,
     region_bounds,
     strided_patches,
     zca_whitening,
 )
+from features.triangle_codes import TrianglePooling
 from tests.cifar_sample import first_images, needs_shared_cifar10
 
 
@@ -182,20 +182,22 @@ def test_region_bounds_split_positions_into_near_equal_ranges():
     assert region_bounds(9, 3) == [(0, 3), (3, 6), (6, 9)]
 
 
-def test_pooling_for_several_column_lists_is_pooling_for_each_alone(rng):
-    """An image's and its mirror's regions pooled in one pass over the codes, the same sums as apart."""
-    negated = -torch.from_numpy(rng.random((2 * 7 * 7, 5)).astype(np.float32))
-    rows, cols = region_bounds(7, 2), region_bounds(7, 2)
-    mirror_cols = [(7 - right, 7 - left) for left, right in cols]
-    together = [torch.empty(2, 4 * 5), torch.empty(2, 4 * 5)]
-    pool_negated_codes(negated, rows, [cols, mirror_cols], together)
-    for column_list, pooled in zip([cols, mirror_cols], together):
-        alone = torch.empty(2, 4 * 5)
-        pool_negated_codes(negated, rows, [column_list], [alone])
-        assert torch.equal(pooled, alone)
-    first_region = negated.view(2, 7, 7, 5)[:, :4, :4].mean((1, 2))  # rows 0-3, columns 0-3
-    torch.testing.assert_close(together[0][:, :5], -first_region)
-    assert not torch.equal(together[0], together[1])
+@pytest.mark.parametrize("size, grid", [(7, 2), (9, 3), (5, 1)])
+def test_triangle_pooling_is_the_mean_code_of_each_region_of_the_image_and_of_its_mirror(rng, size, grid):
+    squared = rng.random((size * size, 6)).astype(np.float32) * 4
+    squared[3, 2] = -1e-6  # rounding below zero reads as a distance of 0
+    distances = np.sqrt(np.maximum(squared, 0))
+    codes = np.maximum(distances.mean(1, keepdims=True) - distances, 0).reshape(size, size, 6)
+    bounds = region_bounds(size, grid)
+    out, mirrored_out = np.full(grid * grid * 6, np.nan, np.float32), np.full(grid * grid * 6, np.nan, np.float32)
+    TrianglePooling(size, size, bounds, bounds, mirror=True)(squared.copy(), out, mirrored_out)
+    mirrored_codes = codes[:, ::-1]  # the mirror's patch at column c is the image's at column size - 1 - c
+    for which, expected_codes in ((out, codes), (mirrored_out, mirrored_codes)):
+        expected = [expected_codes[top:bottom, left:right].mean((0, 1)) for top, bottom in bounds for left, right in bounds]
+        np.testing.assert_allclose(which.reshape(-1, 6), np.array(expected), rtol=1e-5, atol=1e-6)
+    alone = np.empty_like(out)
+    TrianglePooling(size, size, bounds, bounds, mirror=False)(squared.copy(), alone)
+    np.testing.assert_allclose(alone, out, rtol=1e-6, atol=0)
 
 
 def test_the_codebook_picture_shows_its_words(images):
