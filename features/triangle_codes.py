@@ -55,7 +55,10 @@ def compiled_kernel():
         if _compiled is None:
             import numba
 
-            _compiled = numba.njit(nogil=True, fastmath=True, cache=True)(_pool_triangle_codes)
+            try:
+                _compiled = numba.njit(nogil=True, fastmath=True, cache=True)(_pool_triangle_codes)
+            except RuntimeError:  # no writable place for numba's cache (a read-only install and home): compile each process
+                _compiled = numba.njit(nogil=True, fastmath=True)(_pool_triangle_codes)
     return _compiled
 
 
