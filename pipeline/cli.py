@@ -233,17 +233,37 @@ def sample_images(count: int = 24):
 
 
 def command_extractor_list(args) -> int:
+    """Each registered extractor, where it comes from, and the settings the pipeline extracts it with:
+    params.yaml's `extractors:` entry over its defaults, or its defaults where params.yaml does not name
+    it (then `dvc repro` does not extract it)."""
     import features
 
+    configured = configured_extractors()
     for name in features.extractor_names():
+        settings = configured.get(name)
+        source = "params.yaml" if settings is not None else "defaults"
         try:
-            params = features.get_extractor(name).get_params()
-        except Exception as error:  # a plugin whose defaults do not build still gets listed
-            params = f"<cannot build with defaults: {error}>"
-        print(f"{name:<16} {features.origin(name):<40} {params}")
+            params = features.get_extractor(name, **(settings or {})).get_params()
+        except Exception as error:  # a plugin whose settings do not build still gets listed
+            params = f"<cannot build with {source}: {error}>"
+        print(f"{name:<16} {features.origin(name):<40} {source + ('' if settings is not None else ' (not in params.yaml)'):<30} {params}")
     for error in features.plugin_errors:
         print(f"! {error}")
     return 0
+
+
+def configured_extractors() -> dict[str, dict]:
+    """params.yaml's `extractors:` section in this folder ({} without one); a params.yaml that does not
+    load is named in one line, and every extractor is then listed with its defaults."""
+    if not Path("params.yaml").exists():
+        return {}
+    from pipeline.params import load_params
+
+    try:
+        return {name: dict(settings or {}) for name, settings in load_params().extractors.items()}
+    except Exception as error:
+        print(f"! params.yaml: {error}; listing each extractor's defaults", file=sys.stderr)
+        return {}
 
 
 def command_extractor_check(args) -> int:
@@ -375,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("name", help="a lower-case Python identifier, e.g. mean_color")
     new.add_argument("--fitted", action="store_true", help="add a fit() that learns state from the train split")
     new.set_defaults(handler=command_extractor_new)
-    listing = extractor_commands.add_parser("list", help="every registered extractor, where it comes from and its parameters")
+    listing = extractor_commands.add_parser("list", help="every registered extractor, where it comes from and the settings params.yaml gives it (else its defaults)")
     listing.set_defaults(handler=command_extractor_list)
     check = extractor_commands.add_parser("check", help="run the extractor contract on real sample images and say what to fix")
     check.add_argument("name")

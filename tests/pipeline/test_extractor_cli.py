@@ -215,6 +215,24 @@ def test_an_installed_package_adds_extractors_and_a_broken_one_is_named(project,
     assert check.returncode == 0, check.stdout
 
 
+def test_list_shows_the_settings_params_yaml_gives_each_extractor_else_its_defaults(project, installed_plugin):
+    env = {**os.environ, "PYTHONPATH": str(installed_plugin)}
+
+    def lines() -> dict[str, str]:
+        listing = featurebench(project, "extractor", "list", env=env)
+        assert listing.returncode == 0, listing.stderr
+        return {line.split()[0]: line for line in listing.stdout.splitlines() if line and not line.startswith("!")}, listing.stderr
+
+    listed, _ = lines()
+    assert "params.yaml" in listed["color_hist"] and "'mode': 'per_channel'" in listed["color_hist"]  # the built-in default is hue
+    assert "defaults (not in params.yaml)" in listed["mean_rgb"]  # installed, not in the pipeline
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("data:\n  name: shapes", "data:\n  name: mnist"))
+    listed, stderr = lines()
+    assert any(line.startswith("! params.yaml: data.name must be one of") for line in stderr.splitlines()) and "Traceback" not in stderr
+    assert "defaults (not in params.yaml)" in listed["color_hist"] and "'mode': 'hue'" in listed["color_hist"]
+
+
 def test_use_puts_a_package_extractor_into_the_pipeline_with_a_version_pin(project, installed_plugin):
     import yaml
 
