@@ -319,12 +319,14 @@ def command_extractor_use(args) -> int:
 
 def command_extractor_remove(args) -> int:
     from features.registry import BUILT_IN
-    from pipeline.scaffold import check_removable, remove
+    from pipeline.scaffold import check_removable, pipeline_outputs, remove
 
-    check_removable(Path.cwd(), args.name, BUILT_IN)  # a name it would refuse is refused before the question
+    _, params = check_removable(Path.cwd(), args.name, BUILT_IN)  # a name it would refuse is refused before the question
     if not args.yes:
+        outputs = [str(path.relative_to(Path.cwd())) for path in pipeline_outputs(Path.cwd(), args.name, params)]
+        also = f", and what the pipeline wrote for it ({', '.join(outputs)})" if outputs else ""
         try:
-            answer = input(f"delete features/{args.name}.py and tests/features/test_{args.name}.py? [y/N] ")
+            answer = input(f"delete features/{args.name}.py and tests/features/test_{args.name}.py{also}? [y/N] ")
         except EOFError:  # no terminal to answer from (stdin closed or /dev/null): no
             answer = ""
         if answer.strip().lower() not in ("y", "yes"):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import keyword
 import re
+import shutil
 from pathlib import Path
 
 from ruamel.yaml import YAML  # round-trips params.yaml with its comments, which PyYAML drops
@@ -166,10 +167,21 @@ def check_removable(root: Path, name: str, built_in: tuple[str, ...]):
     return yaml, params
 
 
+def pipeline_outputs(root: Path, name: str, params: dict) -> list[Path]:
+    """What the pipeline wrote for extractor `name` and is here: its features, its extraction's figures
+    and the results of the feature sets that use it (their stages go with it)."""
+    sets = {s for section in ("linear", "mlp") if isinstance(params.get(section), dict) for s in params[section].get("feature_sets") or [] if name in str(s).split("+")}
+    candidates = [root / "data/features" / name, root / "results/extract" / f"{name}.json"]
+    candidates += [root / "results/train" / f"{classifier}-{feature_set}" for feature_set in sorted(sets) for classifier in ("svm", "softmax", "mlp")]
+    return [path for path in candidates if path.exists()]
+
+
 def remove(root: Path, name: str, built_in: tuple[str, ...]) -> list[Path]:
-    """Delete the module and its test and take the name out of params.yaml (feature sets using it too)."""
+    """Delete the module, its test and what the pipeline wrote for it (`pipeline_outputs`), and take the
+    name out of params.yaml (feature sets using it too)."""
     yaml, params = check_removable(root, name, built_in)
     module, test = paths_for(root, name)
+    outputs = pipeline_outputs(root, name, params)
     params["extractors"].pop(name, None)
     for section in ("linear", "mlp"):
         if not isinstance(params.get(section), dict) or not isinstance(params[section].get("feature_sets"), list):
@@ -182,8 +194,11 @@ def remove(root: Path, name: str, built_in: tuple[str, ...]) -> list[Path]:
             del overrides[feature_set]
     _dump_params(root, yaml, params)
     removed = []
-    for path in (module, test):
-        if path.exists():
+    for path in (module, test, *outputs):
+        if path.is_dir():
+            shutil.rmtree(path)
+            removed.append(path)
+        elif path.exists():
             path.unlink()
             removed.append(path)
     return removed + [root / "params.yaml"]

@@ -143,6 +143,23 @@ def test_remove_asks_first_and_then_undoes_new(project):
     assert snapshot(project) == before
 
 
+def test_remove_names_then_deletes_what_the_pipeline_wrote_for_the_extractor_and_nothing_else(project):
+    featurebench(project, "extractor", "new", "mean_color")
+    written = ["data/features/mean_color/train.npy", "results/extract/mean_color.json", "results/train/svm-mean_color/metrics.json", "results/train/softmax-mean_color/metrics.json"]
+    kept = ["data/features/hog/train.npy", "results/extract/hog.json", "results/train/svm-hog/metrics.json"]
+    for path in written + kept:  # as the stages leave them: extract@NAME's folder and record, train@NAME's results
+        (project / path).parent.mkdir(parents=True, exist_ok=True)
+        (project / path).write_text("{}")
+    declined = featurebench(project, "extractor", "remove", "mean_color", input="n\n")
+    assert declined.returncode == 1 and all((project / path).exists() for path in written)
+    assert "data/features/mean_color" in declined.stdout and "results/train/softmax-mean_color" in declined.stdout  # named in the question
+    accepted = featurebench(project, "extractor", "remove", "mean_color", "--yes")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "deleted data/features/mean_color" in accepted.stdout
+    assert not any((project / path).exists() for path in written) and not (project / "data/features/mean_color").exists()
+    assert all((project / path).exists() for path in kept)
+
+
 def test_remove_takes_the_extractors_overrides_out_too(project):
     featurebench(project, "extractor", "new", "mean_color")
     params = project / "params.yaml"
