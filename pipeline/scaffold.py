@@ -7,6 +7,9 @@ import shutil
 from pathlib import Path
 
 from ruamel.yaml import YAML  # round-trips params.yaml with its comments, which PyYAML drops
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import CommentMark
+from ruamel.yaml.tokens import CommentToken
 
 from features.registry import NOT_EXTRACTOR_MODULES
 from pipeline.io import atomic_path
@@ -122,6 +125,61 @@ def _load_params(root: Path):
     return yaml, params
 
 
+def add_extractor_entry(params, name: str, settings: dict) -> None:
+    """params.yaml's `extractors:` gains `name: settings` as its last entry, the comment lines that
+    followed the section (the next section's, ruamel keeps them on the last entry) still after it."""
+    extractors = params["extractors"]
+    following = _take_following_lines(extractors)
+    extractors[name] = CommentedMap(settings)
+    _give_following_lines(extractors, following)
+
+
+def remove_extractor_entry(params, name: str) -> None:
+    """`name` out of params.yaml's `extractors:`; the comment lines after it, when it was the last entry,
+    move to the new last one (add_extractor_entry undone to the byte)."""
+    extractors = params["extractors"]
+    if name not in extractors:
+        return
+    following = _take_following_lines(extractors) if list(extractors)[-1] == name else None
+    del extractors[name]
+    _give_following_lines(extractors, following)
+
+
+def _last_entry(mapping) -> tuple:
+    """(mapping, key) of the deepest last entry under a ruamel mapping: where it keeps what follows it."""
+    while True:
+        key = list(mapping)[-1]
+        if not (isinstance(mapping[key], CommentedMap) and len(mapping[key])):
+            return mapping, key
+        mapping = mapping[key]
+
+
+def _take_following_lines(mapping) -> str | None:
+    """Cut the blank and comment lines after a mapping's last entry, leaving its own end-of-line comment."""
+    if not isinstance(mapping, CommentedMap) or not len(mapping):
+        return None
+    holder, key = _last_entry(mapping)
+    slots = holder.ca.items.get(key)
+    if not slots or len(slots) < 3 or slots[2] is None:
+        return None
+    own, newline, following = slots[2].value.partition("\n")
+    if not following:
+        return None
+    slots[2].value = own + newline
+    return following
+
+
+def _give_following_lines(mapping, following: str | None) -> None:
+    if following is None or not isinstance(mapping, CommentedMap) or not len(mapping):
+        return
+    holder, key = _last_entry(mapping)
+    slots = holder.ca.items.setdefault(key, [None, None, None, None])
+    if slots[2] is None:
+        slots[2] = CommentToken("\n" + following, CommentMark(0), None)
+    else:
+        slots[2].value += following
+
+
 def _dump_params(root: Path, yaml: YAML, params) -> None:
     with atomic_path(root / "params.yaml") as temporary:
         with open(temporary, "w") as handle:
@@ -148,7 +206,7 @@ def create(root: Path, name: str, fitted: bool, registered: list[str], built_in:
     )
     test.parent.mkdir(parents=True, exist_ok=True)
     test.write_text(TEST_TEMPLATE.format(name=name))
-    params["extractors"][name] = dict(DEFAULT_PARAMS)
+    add_extractor_entry(params, name, dict(DEFAULT_PARAMS))
     if name not in params["linear"]["feature_sets"]:
         params["linear"]["feature_sets"].append(name)
     _dump_params(root, yaml, params)
@@ -182,7 +240,7 @@ def remove(root: Path, name: str, built_in: tuple[str, ...]) -> list[Path]:
     yaml, params = check_removable(root, name, built_in)
     module, test = paths_for(root, name)
     outputs = pipeline_outputs(root, name, params)
-    params["extractors"].pop(name, None)
+    remove_extractor_entry(params, name)
     for section in ("linear", "mlp"):
         if not isinstance(params.get(section), dict) or not isinstance(params[section].get("feature_sets"), list):
             continue
@@ -220,7 +278,7 @@ def use_package_extractor(root: Path, name: str, package: str, version: str, def
     if name in params["extractors"]:
         raise ScaffoldError(f"extractor {name!r} is already in params.yaml")
     module.write_text(PIN_TEMPLATE.format(name=name, package=package, version=version))
-    params["extractors"][name] = default_params
+    add_extractor_entry(params, name, default_params)
     if name not in params["linear"]["feature_sets"]:
         params["linear"]["feature_sets"].append(name)
     _dump_params(root, yaml, params)

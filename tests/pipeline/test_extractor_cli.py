@@ -52,6 +52,8 @@ def test_new_writes_module_test_and_params_keeping_comments(project):
     params = (project / "params.yaml").read_text()
     assert "mean_color:\n    scale: 1.0" in params
     assert "# Every stage reads its section" in params  # comments survive
+    # in the extractors section, before the comment lines that open the next one
+    assert params.index("  mean_color:") < params.index("# Each training stage searches") < params.index("\nlinear:")
     import yaml
 
     loaded = yaml.safe_load(params)
