@@ -139,9 +139,11 @@ def writable_store(uri: str):
     """Turn MLflow's failure to write `uri` (a 70-frame SQLAlchemy traceback) into one StoreError line.
 
     MLflow also logs that traceback itself before it raises; the log record is dropped when it is this
-    failure, kept otherwise.
+    failure, kept otherwise. A tracking server is asked first whether it answers (check_server_answers).
     """
     import logging
+
+    check_server_answers(uri)
 
     def not_read_only(record: logging.LogRecord) -> bool:
         return not (record.exc_info and _read_only_reason(record.exc_info[1]))
@@ -160,6 +162,31 @@ def writable_store(uri: str):
         ) from None
     finally:
         store_logger.removeFilter(not_read_only)
+
+
+SERVER_TIMEOUT_SECONDS = 10
+_answering_servers: set[str] = set()
+
+
+def check_server_answers(uri: str) -> None:
+    """For an http(s) tracking server, one request with a short timeout, once a process: a server that is
+    down or out of reach is one StoreError line naming it, where MLflow would retry for minutes first."""
+    if not uri.lower().startswith(("http://", "https://")) or uri in _answering_servers:
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_SECONDS).close()
+    except urllib.error.HTTPError:
+        pass  # it answered, with an error status (a proxy, another server): MLflow's own requests tell the rest
+    except OSError as error:  # refused, unknown host, timed out (URLError is an OSError)
+        reason = getattr(error, "reason", None) or error
+        raise StoreError(
+            f"the MLflow tracking server {uri} does not answer ({reason}); start it, or set MLFLOW_TRACKING_URI "
+            "to a store that answers (or unset it for the project's own)"
+        ) from None
+    _answering_servers.add(uri)
 
 
 def _read_only_reason(error: BaseException) -> str | None:

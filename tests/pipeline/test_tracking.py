@@ -388,3 +388,47 @@ def test_reading_runs_from_a_store_that_does_not_exist_creates_nothing(monkeypat
     with pytest.raises(FileNotFoundError, match="no MLflow store at"):
         tracking.load_model("0123456789abcdef")
     assert not store.parent.exists()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_tracking_server_that_does_not_answer_is_one_line_naming_it(monkeypatch):
+    uri = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(tracking.StoreError, match=f"the MLflow tracking server {uri} does not answer"):
+        tracking.find_experiment("shapes")  # before: minutes of MLflow's retries, then its traceback
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_a_tracking_server_that_answers_passes_the_check_once(status):
+    import http.server
+    import threading
+
+    asked = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        tracking.check_server_answers(uri)
+        tracking.check_server_answers(uri)
+        assert asked == ["/health"]  # asked once a process
+    finally:
+        server.shutdown()
+        tracking._answering_servers.clear()
