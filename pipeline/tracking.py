@@ -701,6 +701,7 @@ def existing_store_uri() -> str:
     database = sqlite_file(uri)
     if database is not None and not database.exists():
         raise FileNotFoundError(f"no MLflow store at {database}: run `dvc repro` in this project first, or set MLFLOW_TRACKING_URI to the store that holds the runs")
+    check_server_answers(uri)
     return uri
 
 

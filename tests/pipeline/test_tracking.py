@@ -403,7 +403,9 @@ def test_a_tracking_server_that_does_not_answer_is_one_line_naming_it(monkeypatc
     uri = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     with pytest.raises(tracking.StoreError, match=f"the MLflow tracking server {uri} does not answer"):
-        tracking.find_experiment("shapes")  # before: minutes of MLflow's retries, then its traceback
+        tracking.find_experiment("shapes")  # compare's read; before: minutes of MLflow's retries, then its traceback
+    with pytest.raises(tracking.StoreError, match=f"the MLflow tracking server {uri} does not answer"):
+        tracking.existing_store_uri()  # predict's
 
 
 @pytest.mark.parametrize("status", [200, 404])
