@@ -66,7 +66,11 @@ def extract_split(extractor, name: str, key: str, batches: list[ImageBatch], wri
         for features, (split, split_writer) in zip(arrays, outputs):
             if not np.isfinite(features).all():
                 raise ValueError(f"extractor {name!r} produced NaN or infinite values on the {split} split")
-            split_writer.write(features.astype(np.float32, copy=False))
+            with np.errstate(over="ignore"):  # an overflow is the error below, not a warning
+                stored = features.astype(split_writer.dtype, copy=False)
+            if not np.isfinite(stored).all():  # beyond float16's 65,504
+                raise ValueError(f"extractor {name!r} produced values too large for its {split_writer.dtype} storage on the {split} split")
+            split_writer.write(stored)
 
 
 def sample_images(images: np.ndarray, labels: np.ndarray, count: int = 8) -> np.ndarray:
@@ -109,8 +113,9 @@ def main() -> None:
             with_mirror = params.extract_mirror and split in MIRRORED_SPLITS
             n = len(MappedRows(images_path(split)))
             batches = image_batches(images_path(split), n, params.extract_batch_size)
-            mirrored_file = NpyWriter(out / f"{mirrored(split)}.npy", n, (dim,), np.float32) if with_mirror else nullcontext()
-            with NpyWriter(out / f"{split}.npy", n, (dim,), np.float32) as writer, mirrored_file as mirrored_writer:
+            stored_as = getattr(extractor, "stored_as", np.float32)
+            mirrored_file = NpyWriter(out / f"{mirrored(split)}.npy", n, (dim,), stored_as) if with_mirror else nullcontext()
+            with NpyWriter(out / f"{split}.npy", n, (dim,), stored_as) as writer, mirrored_file as mirrored_writer:
                 extract_split(extractor, args.name, split, batches, writer, params.engine, mirrored_writer)
             n_images += n * (1 + with_mirror)
         transform_seconds = time.perf_counter() - start

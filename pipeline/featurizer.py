@@ -49,7 +49,9 @@ class Featurizer:
         """images : (n, H, W, 3) uint8 of `image_shape` -> (n, d) float32, members concatenated in order."""
         if tuple(images.shape[1:]) != self.image_shape:
             raise ValueError(f"images must be {self.image_shape}; got {tuple(images.shape[1:])}")
-        return np.concatenate([extractor.transform(images) for extractor in self.extractors], axis=1)
+        # rounded as the extract stage stored them (float16 for bovw), so the model sees what it trained on
+        rows = [extractor.transform(images).astype(getattr(extractor, "stored_as", np.float32)).astype(np.float32) for extractor in self.extractors]
+        return np.concatenate(rows, axis=1)
 
 
 def load_featurizer(folder: Path) -> Featurizer:

@@ -107,6 +107,36 @@ def test_standardized_rows_read_as_tensors_in_slices(tmp_path):
     np.testing.assert_allclose(standardized[1:3].numpy(), (rows[1:3] - 1) / 2)
 
 
+def test_float16_rows_are_standardized_in_float32_from_their_widened_values(tmp_path):
+    rows = np.random.default_rng(0).gamma(2.0, size=(9, 5)).astype(np.float16)  # as bovw's are stored
+    mean, scale = rows.astype(np.float64).mean(0), rows.astype(np.float64).std(0)
+    standardized = StandardizedRows(write_rows(tmp_path / "x.npy", rows, 4), mean, scale)
+    read = standardized.rows([7, 0, 3])
+    assert read.dtype == np.float32
+    expected = (rows[[7, 0, 3]].astype(np.float32) - mean.astype(np.float32)) / scale.astype(np.float32)
+    np.testing.assert_allclose(read, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_values_beyond_the_storage_dtype_stop_the_extraction_naming_it(tmp_path):
+    from features.base import FeatureExtractor
+
+    class Huge(FeatureExtractor):
+        stored_as = np.float16
+
+        def transform(self, images):
+            return np.full((len(images), 2), 1e6, np.float32)  # finite in float32, beyond float16's 65,504
+
+        def output_dim(self, image_shape):
+            return 2
+
+    images = make_shapes(n_train=100, n_test=10, seed=0).train.images[:6]
+    write_split(tmp_path, "train", images, np.zeros(len(images), np.int64), batch_size=6)
+    with NpyWriter(tmp_path / "train.npy", len(images), (2,), np.float16) as writer:
+        with pytest.raises(ValueError, match="too large for its float16 storage on the train split"):
+            extract_split(Huge(), "huge", "train", image_batches(images_path("train", tmp_path), len(images), 3), writer, "local")
+        writer.write(np.zeros((len(images), 2), np.float16))  # what closing needs: the file stays a valid .npy
+
+
 def test_extracted_features_are_byte_identical_whatever_the_batch_size(tmp_path):
     images = make_shapes(n_train=100, n_test=10, seed=0).train.images[:50]
     write_split(tmp_path, "train", images, np.zeros(len(images), np.int64), batch_size=13)

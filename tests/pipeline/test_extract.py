@@ -66,6 +66,7 @@ def test_the_stage_writes_every_split_and_the_mirrors_and_counts_their_rows(tmp_
     monkeypatch.chdir(tmp_path)  # the featurizer reads data/features/ where the stage wrote it
     out = tmp_path / "data/features/bovw"
     assert sorted(path.name for path in out.glob("*.npy")) == ["test.npy", "train.npy", "train_mirrored.npy", "val.npy", "val_mirrored.npy"]
+    assert {np.load(path, mmap_mode="r").dtype for path in out.glob("*.npy")} == {np.dtype(np.float16)}  # bovw's stored_as
     featurizer = load_featurizer(save_featurizer(tmp_path / "featurizer", "bovw", ["bovw"], {"image_shape": [32, 32, 3], "class_names": ["a"]}))
     rows = 0
     for split in ("train", "val", "test"):
