@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from features.base import FeatureExtractor, NotFittedError, check_images, check_positive_int
 from features.kmeans import kmeans, mirror_partners, run_on_torch_threads
 from features.registry import register
-from features.triangle_codes import TrianglePooling
+from features.triangle_codes import TrianglePooling, region_of_positions, region_sizes
 
 ENCODINGS = ("hard", "triangle")
 CONTRAST_EPSILON = 10.0  # in squared 0..255 units, as in Coates et al.: flat patches do not blow up noise
@@ -183,18 +183,12 @@ def squared_distances(patches: torch.Tensor, operands: EncodingOperands, rows: t
 def pool_hard(squared: torch.Tensor, rows: list, cols: list, out: torch.Tensor) -> None:
     """Histograms of the nearest codewords of (n * r * c, k) squared distances over the regions, into out."""
     n, k = len(out), squared.shape[1]
-    region = torch.zeros(max(bottom for _, bottom in rows), max(right for _, right in cols), dtype=torch.long)
-    for i, (top, bottom) in enumerate(rows):
-        for j, (left, right) in enumerate(cols):
-            region[top:bottom, left:right] = i * len(cols) + j
+    row_region = region_of_positions(rows, max(bottom for _, bottom in rows))
+    column_region = region_of_positions(cols, max(right for _, right in cols))
+    region = torch.from_numpy(row_region[:, None] * len(cols) + column_region[None, :])  # region i * len(cols) + j
     index = squared.argmin(1).view(n, -1) + region.view(1, -1) * k
     out.zero_().scatter_add_(1, index, torch.ones(index.shape))
-    out.view(n, -1, k).div_(region_sizes(rows, cols).view(1, -1, 1))
-
-
-def region_sizes(rows: list, cols: list) -> torch.Tensor:
-    """(len(rows), len(cols)) patch counts of the pooling regions."""
-    return torch.tensor([[float((bottom - top) * (right - left)) for left, right in cols] for top, bottom in rows])
+    out.view(n, -1, k).div_(torch.from_numpy(region_sizes(rows, cols)).view(1, -1, 1))
 
 
 @register("bovw")

@@ -21,7 +21,7 @@ _compiling = threading.Lock()
 
 
 def _pool_triangle_codes(squared, columns, region_of_row, region_of_column, mirrored_region_of_column, pooled, mirrored):
-    """The kernel (compiled by `pool_triangle_codes`): for each patch, in place, the distances as the
+    """The kernel (compiled by `compiled_kernel`): for each patch, in place, the distances as the
     square roots of `squared` (negative rounding read as 0), then its codes max(0, mean - distance)
     added to pooled[its row region, its column region] and, when `mirrored` has rows, to
     mirrored[its row region, its column region counted from the right]."""
@@ -70,6 +70,11 @@ def region_of_positions(bounds: list[tuple[int, int]], positions: int) -> np.nda
     return region
 
 
+def region_sizes(row_bounds: list, column_bounds: list) -> np.ndarray:
+    """(len(row_bounds), len(column_bounds)) float32 patch counts of the pooling regions."""
+    return np.array([[(bottom - top) * (right - left) for left, right in column_bounds] for top, bottom in row_bounds], np.float32)
+
+
 class TrianglePooling:
     """Pools the triangle codes of one image's (rows * columns, words) squared distances over a grid
     of regions (row ranges x column ranges), into the image's row of pooled codes (region-major, then
@@ -84,10 +89,8 @@ class TrianglePooling:
         self.mirrored_region_of_column = region_of_positions(mirrored_bounds, columns)
         self.grid = (len(row_bounds), len(column_bounds))
         self.mirror = mirror
-        self.scales = [
-            (1 / np.array([[(bottom - top) * (right - left) for left, right in bounds] for top, bottom in row_bounds], np.float32))[:, :, None]
-            for bounds in ([column_bounds, mirrored_bounds] if mirror else [column_bounds])
-        ]
+        self.scales = [(1 / region_sizes(row_bounds, bounds))[:, :, None] for bounds in ([column_bounds, mirrored_bounds] if mirror else [column_bounds])]
+        self.no_mirror = np.zeros((0, 0, 0), np.float32)  # the kernel's `mirrored` when there is none
         self.kernel = compiled_kernel()
 
     def __call__(self, squared: np.ndarray, out: np.ndarray, mirrored_out: np.ndarray | None = None) -> None:
@@ -98,7 +101,6 @@ class TrianglePooling:
         regions = [target.reshape(*self.grid, words) for target in targets]
         for region in regions:
             region[...] = 0
-        empty = np.zeros((0, 0, 0), np.float32)
-        self.kernel(squared, self.columns, self.region_of_row, self.region_of_column, self.mirrored_region_of_column, regions[0], regions[1] if self.mirror else empty)
+        self.kernel(squared, self.columns, self.region_of_row, self.region_of_column, self.mirrored_region_of_column, regions[0], regions[1] if self.mirror else self.no_mirror)
         for region, scale in zip(regions, self.scales):
             region *= scale  # sums to means

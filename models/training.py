@@ -1,6 +1,7 @@
 """One seeded minibatch loop for every model (SGD with momentum, Nesterov or Adam), and its evaluation."""
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from dataclasses import dataclass
@@ -474,14 +475,15 @@ class _Run:
                 sgd_momentum_step(others, gradients[len(linears) :], other_velocities, self.rate, momentum)
         self.tally(loss, scores, labels)
 
-    @property
+    @functools.cached_property
     def linear_parameters(self) -> list[tuple]:
-        """(weight, its velocity, bias, its velocity) of each Linear layer, in the model's order."""
+        """(weight, its velocity, bias, its velocity) of each Linear layer, in the model's order: found
+        once a run (an MLP keeps its parameter and velocity tensors), not at every step."""
         velocity_of = {id(p): v for p, v in zip(self.parameters, self.velocities)}
         layers = [layer for layer in self.model.layers if isinstance(layer, torch.nn.Linear)]
         return [(layer.weight, velocity_of[id(layer.weight)], layer.bias, velocity_of[id(layer.bias)]) for layer in layers]
 
-    @property
+    @functools.cached_property
     def other_parameters(self) -> tuple[list, list]:
         """([parameter], [its velocity]) of the layers that are not Linear (batch norm's)."""
         linear = {id(p) for layer in self.model.layers if isinstance(layer, torch.nn.Linear) for p in layer.parameters()}

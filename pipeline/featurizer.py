@@ -50,7 +50,7 @@ class Featurizer:
         if tuple(images.shape[1:]) != self.image_shape:
             raise ValueError(f"images must be {self.image_shape}; got {tuple(images.shape[1:])}")
         # rounded as the extract stage stored them (float16 for bovw), so the model sees what it trained on
-        rows = [extractor.transform(images).astype(getattr(extractor, "stored_as", np.float32)).astype(np.float32) for extractor in self.extractors]
+        rows = [extractor.transform(images).astype(getattr(extractor, "stored_as", np.float32), copy=False).astype(np.float32, copy=False) for extractor in self.extractors]
         return np.concatenate(rows, axis=1)
 
 
