@@ -702,6 +702,12 @@ def fit_standardization(batches: Iterable[np.ndarray]) -> tuple[np.ndarray, np.n
     below float32 resolution of the column's values (features are float32: such a spread is rounding).
     The result depends on the rows and on how they are cut into batches only in the last float64 bits.
     """
+    return mean_and_scale(*column_moments(batches))
+
+
+def column_moments(batches: Iterable[np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
+    """(row count, float64 mean, float64 sum of squared deviations) of each column, batch by batch
+    (Chan, Golub & LeVeque's pairwise update)."""
     count, mean, squares = 0, None, None
     for batch in batches:
         batch = np.asarray(batch)
@@ -714,13 +720,21 @@ def fit_standardization(batches: Iterable[np.ndarray]) -> tuple[np.ndarray, np.n
         if mean is None:
             count, mean, squares = len(batch), batch_mean, batch_squares
             continue
-        total = count + len(batch)
-        delta = batch_mean - mean
-        mean = mean + delta * (len(batch) / total)
-        squares = squares + batch_squares + np.square(delta) * (count * len(batch) / total)
-        count = total
+        count, mean, squares = pooled_moments(count, mean, squares, len(batch), batch_mean, batch_squares)
     if mean is None:
         raise ValueError("standardization needs at least one train row")
+    return count, mean, squares
+
+
+def pooled_moments(count: int, mean, squares, other_count: int, other_mean, other_squares) -> tuple[int, np.ndarray, np.ndarray]:
+    """The moments of two groups of rows together, from each group's (count, mean, squared deviations)."""
+    total = count + other_count
+    delta = other_mean - mean
+    return total, mean + delta * (other_count / total), squares + other_squares + np.square(delta) * (count * other_count / total)
+
+
+def mean_and_scale(count: int, mean: np.ndarray, squares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """fit_standardization's (mean, scale), float32, from float64 moments; constant columns scale 1."""
     variance = squares / count
     if not (np.isfinite(mean).all() and np.isfinite(variance).all()):
         bad = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(variance)))
@@ -751,7 +765,13 @@ def fit_channel_standardization(batches: Iterable[np.ndarray], image_shape: tupl
     exact. One streaming pass, with `fit_standardization`'s semantics per channel.
     """
     channels = image_shape[-1]
-    mean, scale = fit_standardization(batch.reshape(-1, channels) for batch in batches)
     positions = image_shape[0] * image_shape[1]
+    # each column's moments (a contiguous pass), then a channel's columns pooled: the moments of all its
+    # pixels, in a third of the time of reducing an (n * H * W, 3) view
+    count, mean, squares = column_moments(batches)
+    column_mean, column_squares = mean.reshape(positions, channels), squares.reshape(positions, channels)
+    channel_mean = column_mean.mean(0)
+    channel_squares = column_squares.sum(0) + count * np.square(column_mean - channel_mean).sum(0)
+    mean, scale = mean_and_scale(count * positions, channel_mean, channel_squares)
     return np.tile(mean, positions), np.tile(scale, positions)
 

@@ -535,3 +535,13 @@ def test_other_models_and_updates_step_from_their_gradients(model, config):
     from models.training import _Run
 
     assert not _Run(MLP(model), config, 1, torch.device("cpu")).fuses_its_steps
+
+
+def test_channel_standardization_pools_column_moments_as_one_pass_over_every_pixel_would():
+    generator = np.random.default_rng(4)
+    images = (generator.normal(0.4, 0.2, (97, 5, 3, 3)) + [0, 100, -3]).astype(np.float32)
+    images[..., 1] += generator.normal(0, 1e-3, (97, 5, 3)).astype(np.float32)  # a small spread on a large mean
+    mean, scale = fit_channel_standardization(row_batches(images.reshape(97, -1), 10), (5, 3, 3))
+    every_pixel = fit_standardization(row_batches(images.reshape(-1, 3), 7))
+    np.testing.assert_allclose(mean.reshape(15, 3), np.broadcast_to(every_pixel[0], (15, 3)), rtol=1e-6)
+    np.testing.assert_allclose(scale.reshape(15, 3), np.broadcast_to(every_pixel[1], (15, 3)), rtol=1e-5)
