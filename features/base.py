@@ -19,9 +19,8 @@ class FeatureExtractor:
 
     name: str = ""
     fitted: bool = False
-    # The dtype the extract stage stores the rows in, which training reads back as float32
-    # (pipeline.storage): float16 where the values need no more (bovw's), half the bytes to read every
-    # epoch; uint8 for rows that are exactly 8-bit intensities k / 255 (pixels'), a quarter, the same values.
+    # The dtype the extract stage stores the rows in, which training reads back as float32: float16
+    # where the values need no more (bovw's), half the bytes to read every epoch.
     stored_as: type = np.float32
 
     def get_params(self) -> dict:

@@ -103,18 +103,6 @@ def check_extractor(name: str, images: np.ndarray, params: dict | None = None) -
 
     checks.append(_outcome("finite values", finite))
 
-    def storable():
-        from pipeline.storage import UnstorableRows, stored_rows  # the extract stage's own conversion
-
-        stored_as = np.dtype(getattr(extractor, "stored_as", np.float32))
-        try:
-            stored_rows(out[np.isfinite(out).all(axis=1)] if out.ndim == 2 else out, stored_as)  # NaN: the check above
-        except UnstorableRows as error:
-            raise ContractError(f"{error}; store as float32 (drop `stored_as`) or fix the values") from None
-        return f"stored as {stored_as}"
-
-    checks.append(_outcome("rows fit the storage (stored_as)", storable))
-
     def deterministic():
         again = extractor.transform(images)
         if not np.array_equal(np.asarray(again), out, equal_nan=True):  # NaN is the finite check's to report

@@ -11,8 +11,6 @@ from features.registry import register
 class Pixels(FeatureExtractor):
     """The flattened image scaled to [0, 1]; d = H * W * 3."""
 
-    stored_as = np.uint8  # k / 255 stored as k: a quarter of the bytes, read back bit for bit (pipeline.storage)
-
     def __init__(self):
         pass
 

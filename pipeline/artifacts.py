@@ -5,8 +5,7 @@ Layout (one `.npy` per split, so any row is a seek away and the files memory-map
     data/prepared/meta.json                       class names, image shape, counts
     data/prepared/{split}_images.npy              (n, H, W, 3) uint8
     data/prepared/{split}_labels.npy              (n,) int64
-    data/features/NAME/{split}.npy                (n, d) float32 (or float16, uint8: pipeline.storage); also
-                                                  train_mirrored, val_mirrored
+    data/features/NAME/{split}.npy                (n, d) float32; also train_mirrored, val_mirrored
 
 Why one `.npy` per split rather than shards: with the row count known before the first batch,
 `numpy.lib.format.open_memmap` writes the header once and every batch lands at its offset, so a
@@ -45,7 +44,6 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from pipeline.io import read_json
-from pipeline.storage import read_back
 
 SPLITS = ("train", "val", "test")
 MIRRORED_SPLITS = ("train", "val")  # extract.mirror adds these splits' left-right mirrored images as `{split}_mirrored`
@@ -227,37 +225,6 @@ class MappedRows:
     def batches(self, batch_size: int = STATISTICS_CHUNK_ROWS) -> Iterator[np.ndarray]:
         for start in range(0, len(self), batch_size):
             yield self.slice(start, start + batch_size)
-
-
-class IntensityRows:
-    """A uint8 feature file (8-bit intensities, pipeline.storage) read back as float32 k / 255: raw pixels
-    at a quarter of the bytes on disk, in the page cache and in the rows training holds, the same values."""
-
-    dtype = np.dtype(np.float32)  # what reads return
-
-    def __init__(self, source: MappedRows):
-        self.source = source  # the name hold_rows looks for
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    @property
-    def dim(self) -> int:
-        return self.source.dim
-
-    @property
-    def row_shape(self) -> tuple[int, ...]:
-        return self.source.row_shape
-
-    def slice(self, start: int, stop: int) -> np.ndarray:
-        return read_back(self.source.slice(start, stop))
-
-    def rows(self, indices) -> np.ndarray:
-        return read_back(self.source.rows(indices))
-
-    def batches(self, batch_size: int = STATISTICS_CHUNK_ROWS) -> Iterator[np.ndarray]:
-        for chunk in self.source.batches(batch_size):
-            yield read_back(chunk)
 
 
 def _bytes_of(array: np.ndarray) -> memoryview:
@@ -512,14 +479,7 @@ def open_feature_set(members: list[str], key: str) -> ColumnConcatenation:
     for member in members:
         if not features_path(member, key).exists():
             raise FileNotFoundError(f"{features_path(member, key)} is missing; run `dvc repro extract@{member}` first")
-    return ColumnConcatenation([stored_features(features_path(member, key)) for member in members])
-
-
-def stored_features(path: Path) -> "MappedRows | IntensityRows":
-    """A feature file's rows as float32 values, or as stored where that is exact (float16, widened by their
-    readers); uint8 files through IntensityRows."""
-    mapped = MappedRows(path)
-    return IntensityRows(mapped) if mapped.dtype == np.uint8 else mapped
+    return ColumnConcatenation([MappedRows(features_path(member, key)) for member in members])
 
 
 def read_all(source) -> np.ndarray:

@@ -15,7 +15,6 @@ import numpy as np
 
 from pipeline.artifacts import feature_dir
 from pipeline.io import load_arrays, read_json, write_json
-from pipeline.storage import read_back, stored_rows
 
 DESCRIPTION = "featurizer.json"
 
@@ -50,8 +49,8 @@ class Featurizer:
         """images : (n, H, W, 3) uint8 of `image_shape` -> (n, d) float32, members concatenated in order."""
         if tuple(images.shape[1:]) != self.image_shape:
             raise ValueError(f"images must be {self.image_shape}; got {tuple(images.shape[1:])}")
-        # as the extract stage stored and training read them (float16 for bovw), so the model sees what it trained on
-        rows = [read_back(stored_rows(extractor.transform(images), getattr(extractor, "stored_as", np.float32))) for extractor in self.extractors]
+        # rounded as the extract stage stored them (float16 for bovw), so the model sees what it trained on
+        rows = [extractor.transform(images).astype(getattr(extractor, "stored_as", np.float32), copy=False).astype(np.float32, copy=False) for extractor in self.extractors]
         return np.concatenate(rows, axis=1)
 
 

@@ -10,7 +10,6 @@ from models.training import TensorRows
 from pipeline.artifacts import (
     AppendedRows,
     ColumnConcatenation,
-    IntensityRows,
     MappedRows,
     NpyWriter,
     StandardizedRows,
@@ -20,7 +19,6 @@ from pipeline.artifacts import (
     read_all,
     release_rows,
     row_cache_budget,
-    stored_features,
     write_split,
 )
 from pipeline.datasets.shapes import make_shapes
@@ -225,31 +223,3 @@ def test_images_read_from_two_files_keep_their_shape(tmp_path):
     images = np.random.default_rng(3).integers(0, 256, (6, 4, 4, 3), dtype=np.uint8)
     appended = AppendedRows([write_rows(tmp_path / "x.npy", images[:3], 2), write_rows(tmp_path / "y.npy", images[3:], 2)])
     np.testing.assert_array_equal(appended.rows([5, 0, 4]), images[[5, 0, 4]])
-
-
-def test_uint8_feature_files_read_as_intensities_alone_beside_others_and_held(tmp_path, no_held_rows):
-    """Raw pixels stored as k read back as k / 255 however a feature set reads them: alone, beside a
-    float32 member, after their own mirrored rows, from disk or held (held as the uint8 they are)."""
-    rng = np.random.default_rng(5)
-    levels, mirrored_levels = rng.integers(0, 256, (300, 12), dtype=np.uint8), rng.integers(0, 256, (300, 12), dtype=np.uint8)
-    hog = rng.normal(size=(300, 4)).astype(np.float32)
-    for name, rows in (("pixels", levels), ("pixels_m", mirrored_levels), ("hog", hog)):
-        write_rows(tmp_path / f"{name}.npy", rows, 64)
-    pixels, pixels_mirrored = stored_features(tmp_path / "pixels.npy"), stored_features(tmp_path / "pixels_m.npy")
-    assert isinstance(pixels, IntensityRows) and not isinstance(stored_features(tmp_path / "hog.npy"), IntensityRows)
-    values = levels.astype(np.float32) / np.float32(255)
-    mirrored_values = mirrored_levels.astype(np.float32) / np.float32(255)
-    source = AppendedRows([
-        ColumnConcatenation([pixels, stored_features(tmp_path / "hog.npy")]),
-        ColumnConcatenation([pixels_mirrored, stored_features(tmp_path / "hog.npy")]),
-    ])
-    expected = np.concatenate([np.concatenate([values, hog], 1), np.concatenate([mirrored_values, hog], 1)])
-    indices = rng.integers(0, 600, 400)
-    for holding in (False, True):
-        if holding:
-            assert hold_rows([source], budget=10**9) == 2 * 300 * 12 + 300 * 4 * 4  # the pixels' bytes as stored
-        np.testing.assert_array_equal(source.rows(indices), expected[indices])
-        np.testing.assert_array_equal(pixels.rows([7, 3]), values[[7, 3]])
-        np.testing.assert_array_equal(pixels.slice(290, 310), values[290:])
-        np.testing.assert_array_equal(np.concatenate(list(pixels.batches(128))), values)
-        assert pixels.rows([0]).dtype == np.float32 and (len(pixels), pixels.dim, pixels.row_shape) == (300, 12, (12,))

@@ -263,7 +263,7 @@ def test_mirrored_images_are_extracted_and_feature_sets_train_on_them(tiny_proje
     assert params["extract"]["mirror"] and "flip" in params["linear"]["augment"]
     images = np.load(project / "data/prepared/train_images.npy")
     pixels = {key: np.load(project / f"data/features/pixels/{key}.npy") for key in ("train", "train_mirrored")}
-    assert np.array_equal(pixels["train_mirrored"], images[:, :, ::-1].reshape(len(images), -1))  # stored as the uint8 k of k / 255
+    assert np.array_equal(pixels["train_mirrored"], images[:, :, ::-1].reshape(len(images), -1) / np.float32(255))
     assert not np.array_equal(pixels["train_mirrored"], pixels["train"])
     bovw = project / "data/features/bovw"
     assert np.load(bovw / "train_mirrored.npy").shape == np.load(bovw / "train.npy").shape

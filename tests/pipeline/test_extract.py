@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from features import get_extractor
-from pipeline.artifacts import NpyWriter, image_batches, images_path, open_feature_set, write_split
+from pipeline.artifacts import NpyWriter, image_batches, images_path, write_split
 from pipeline.datasets.shapes import make_shapes
 from pipeline.extract import extract_split
 from pipeline.featurizer import load_featurizer, save_featurizer
@@ -80,27 +80,3 @@ def test_the_stage_writes_every_split_and_the_mirrors_and_counts_their_rows(tmp_
     metrics = json.loads((tmp_path / "results/extract/bovw.json").read_text())
     assert metrics["feature_dim"] == 4 * 8
     assert metrics["images_per_second"] * (metrics["extract_seconds"] - metrics["fit_seconds"]) == pytest.approx(rows, rel=0.05)
-
-
-def test_the_stage_stores_pixels_as_uint8_that_read_back_as_the_extractor_computed(tmp_path, monkeypatch):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"]["shapes"].update(n_train=100, n_test=20)
-    params["extract"].update(mirror=True, batch_size=16)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for command in (["pipeline.prepare"], ["pipeline.extract", "pixels"]):
-        result = subprocess.run([sys.executable, "-m", *command], cwd=tmp_path, capture_output=True, text=True, env=env)
-        assert result.returncode == 0, result.stderr[-3000:]
-
-    monkeypatch.chdir(tmp_path)
-    out, pixels = tmp_path / "data/features/pixels", get_extractor("pixels")
-    assert {np.load(path, mmap_mode="r").dtype for path in out.glob("*.npy")} == {np.dtype(np.uint8)}  # pixels' stored_as
-    featurizer = load_featurizer(save_featurizer(tmp_path / "featurizer", "pixels", ["pixels"], {"image_shape": [32, 32, 3], "class_names": ["a"]}))
-    for split in ("train", "val", "test"):
-        images = np.load(tmp_path / f"data/prepared/{split}_images.npy")
-        read = open_feature_set(["pixels"], split).rows(np.arange(len(images)))
-        np.testing.assert_array_equal(read, pixels.transform(images))
-        np.testing.assert_array_equal(featurizer.transform(images), read)
-        if split != "test":
-            mirrored_read = open_feature_set(["pixels"], f"{split}_mirrored").rows(np.arange(len(images)))
-            np.testing.assert_array_equal(mirrored_read, pixels.transform(np.ascontiguousarray(images[:, :, ::-1])))

@@ -267,8 +267,6 @@ def test_logged_models_are_pickle_free_pt2_that_load_and_predict_as_the_stage_di
     import numpy as np
     import torch
 
-    from pipeline.storage import read_back
-
     project, _, _ = finished
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     saved = list((project / "mlruns").rglob("model.p*"))
@@ -281,8 +279,7 @@ def test_logged_models_are_pickle_free_pt2_that_load_and_predict_as_the_stage_di
     )[0].info.run_id
     model = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
     with torch.no_grad():
-        rows = read_back(np.load(project / "data/features/pixels/test.npy"))  # stored as uint8 (pipeline.storage)
-        predicted = model(torch.from_numpy(rows)).argmax(dim=1).numpy()
+        predicted = model(torch.from_numpy(np.load(project / "data/features/pixels/test.npy"))).argmax(dim=1).numpy()
     class_names = json.loads((project / "data/prepared/meta.json").read_text())["class_names"]
     with open(project / "results/train/mlp-pixels/predictions.csv") as handle:
         expected = [row["predicted"] for row in csv.DictReader(handle)]
