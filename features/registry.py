@@ -11,7 +11,7 @@ from features.base import FeatureExtractor
 
 BUILT_IN = ("pixels", "color_hist", "hog", "bovw")
 ENTRY_POINT_GROUP = "featurebench.extractors"
-NOT_EXTRACTOR_MODULES = {"base", "registry", "contract", "kmeans", "figures", "triangle_codes"}  # the package's own helpers
+NOT_EXTRACTOR_MODULES = {"base", "registry", "contract", "kmeans", "figures", "triangle_codes", "compiled"}  # the package's own helpers
 
 _EXTRACTORS: dict[str, type[FeatureExtractor]] = {}
 _PACKAGES: dict[str, str] = {}

@@ -8,16 +8,13 @@ that together took as long as the distance product itself. Compiled with numba, 
 one read: tests/benchmarks/bench_bovw.py measures the encoder against torch.matmul.
 
 Numba is imported on the first encoding, not with the package: the stages that never encode `bovw`
-do not pay for it. Its compiled kernel is cached beside this file (numba's `cache=True`).
+do not pay for it (features.compiled).
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
-_compiled = None
-_compiling = threading.Lock()
+from features.compiled import LazyKernel
 
 
 def _pool_triangle_codes(squared, columns, region_of_row, region_of_column, mirrored_region_of_column, pooled, mirrored):
@@ -48,18 +45,12 @@ def _pool_triangle_codes(squared, columns, region_of_row, region_of_column, mirr
                 out[word] += max(mean - distances[word], zero)
 
 
+_KERNEL = LazyKernel(_pool_triangle_codes, fastmath=True)
+
+
 def compiled_kernel():
     """The compiled kernel, compiled (or read from numba's cache) once a process, whichever thread asks first."""
-    global _compiled
-    with _compiling:
-        if _compiled is None:
-            import numba
-
-            try:
-                _compiled = numba.njit(nogil=True, fastmath=True, cache=True)(_pool_triangle_codes)
-            except RuntimeError:  # no writable place for numba's cache (a read-only install and home): compile each process
-                _compiled = numba.njit(nogil=True, fastmath=True)(_pool_triangle_codes)
-    return _compiled
+    return _KERNEL.compiled()
 
 
 def region_of_positions(bounds: list[tuple[int, int]], positions: int) -> np.ndarray:

@@ -78,3 +78,33 @@ def test_the_mirrors_histograms_are_the_images_with_the_regions_swapped_or_compu
     features, mirrored = extractor.transform_with_mirror(images)
     np.testing.assert_array_equal(features, extractor.transform(images))
     np.testing.assert_array_equal(mirrored, extractor.transform(np.ascontiguousarray(images[:, :, ::-1])))
+
+
+@pytest.mark.parametrize("bins", [10, 7])
+def test_the_compiled_hsv_bins_are_skimage_s_for_every_rgb_colour(bins):
+    """The kernel repeats rgb2hsv's float64 arithmetic instead of calling it: each of the 16.7 million
+    colours must land in the bins the definition gives, min(int(channel * bins), bins - 1)."""
+    from skimage.color import rgb2hsv
+
+    from features.color_hist import _HSV_COUNTS
+
+    kernel = _HSV_COUNTS.compiled()
+    levels = np.arange(256, dtype=np.uint8)
+    green, blue = (grid.ravel() for grid in np.meshgrid(levels, levels, indexing="ij"))
+    each_pixel_its_region = np.arange(256 * 256).reshape(256, 256)
+    for red in range(256):
+        image = np.stack([np.full(256 * 256, red, np.uint8), green, blue], axis=-1).reshape(1, 256, 256, 3)
+        counts = np.zeros((1, 256 * 256, 3 * bins), np.int64)
+        kernel(image, each_pixel_its_region, bins, 1, counts)  # mode 1: a count in each channel's bins
+        got = counts[0].reshape(-1, 3, bins).argmax(-1)
+        assert (counts[0].reshape(-1, 3, bins).sum(-1) == 1).all()
+        expected = np.minimum((rgb2hsv(image[0]) * bins).astype(np.int64), bins - 1).reshape(-1, 3)
+        np.testing.assert_array_equal(got, expected, err_msg=f"red {red}")
+
+
+@pytest.mark.parametrize("mode", ["hue", "per_channel", "joint"])
+def test_hsv_histograms_of_a_strided_batch_are_its_contiguous_copy_s(images, mode):
+    extractor = get_extractor("color_hist", mode=mode, color_space="hsv", grid=2, bins=6)
+    strided = images[:, ::2, 1::2]
+    assert not strided.flags.c_contiguous
+    np.testing.assert_array_equal(extractor.transform(strided), extractor.transform(np.ascontiguousarray(strided)))
