@@ -30,6 +30,34 @@ def softmax_losses(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(scores, -1) - scores.gather(-1, labels[..., None]).squeeze(-1)
 
 
+def svm_losses_and_gradients(scores: torch.Tensor, labels: torch.Tensor, upstream: torch.Tensor, margin: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(svm_losses, upstream * their gradient with respect to the scores), the gradient written out in
+    autograd's own operations (a margin of exactly 0 counts, as clamp's gradient does): linear models'
+    steps skip building and walking a graph for a few small tensors. upstream : scores.shape[:-1]."""
+    correct = scores.gather(-1, labels[..., None])
+    margins = scores - correct + margin
+    active = (margins >= 0).scatter_(-1, labels[..., None], False)
+    losses = margins.clamp(min=0).scatter_(-1, labels[..., None], 0.0).sum(-1)
+    gradients = upstream[..., None] * active
+    return losses, gradients.scatter_add_(-1, labels[..., None], (-gradients).sum(-1, keepdim=True))
+
+
+def squared_hinge_losses_and_gradients(scores: torch.Tensor, labels: torch.Tensor, upstream: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(squared_hinge_losses, upstream * their gradient): d/ds_j max(0, 1 - t_j s_j)^2 = -t_j 2 max(0, 1 - t_j s_j)."""
+    targets = torch.full_like(scores, -1.0).scatter_(-1, labels[..., None], 1.0)
+    slack = (1 - targets * scores).clamp_(min=0)
+    losses = slack.square().sum(-1)
+    return losses, (slack.mul_(2) * upstream[..., None]).mul_(targets).neg_()
+
+
+def softmax_losses_and_gradients(scores: torch.Tensor, labels: torch.Tensor, upstream: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(softmax_losses, upstream * their gradient): the softmax, less one at the label."""
+    normalizer = torch.logsumexp(scores, -1, keepdim=True)
+    losses = normalizer.squeeze(-1) - scores.gather(-1, labels[..., None]).squeeze(-1)
+    gradients = (scores - normalizer).exp_().mul_(upstream[..., None])
+    return losses, gradients.scatter_add_(-1, labels[..., None], -upstream[..., None])
+
+
 def svm_loss(scores: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
     """The mean of svm_losses over the examples: scores (n, C), labels (n,)."""
     return svm_losses(scores, labels, margin).mean()
@@ -71,3 +99,4 @@ def add_penalty_gradient(gradient: torch.Tensor, weight: torch.Tensor, kind: str
 
 LOSSES = {"svm": svm_loss, "squared_hinge": squared_hinge_loss, "softmax": softmax_loss}
 EXAMPLE_LOSSES = {"svm": svm_losses, "squared_hinge": squared_hinge_losses, "softmax": softmax_losses}  # per example, any leading axes
+EXAMPLE_LOSSES_AND_GRADIENTS = {"svm": svm_losses_and_gradients, "squared_hinge": squared_hinge_losses_and_gradients, "softmax": softmax_losses_and_gradients}

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models.losses import EXAMPLE_LOSSES, LOSSES, add_penalty_gradient
+from models.losses import EXAMPLE_LOSSES_AND_GRADIENTS, LOSSES, add_penalty_gradient
 from models.mlp import MLP, MLPConfig
 from models.precision import PRECISIONS
 
@@ -628,15 +628,20 @@ class LinearStack:
         (weights, weight_velocity), (biases, bias_velocity) = self.stacked
         with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             scores = torch.nn.functional.linear(inputs, weights, biases)
-        scores = scores.float().requires_grad_()
-        per_model = scores.view(n, members, classes)
-        model_losses = []
+        per_model = scores.float().view(n, members, classes)
+        model_losses, score_gradients = [], torch.empty_like(per_model)
         for loss, indices in self.loss_members:
-            group = per_model if len(indices) == members else per_model[:, indices]
-            example_losses = EXAMPLE_LOSSES[loss](group, labels[:, None].expand(n, len(indices)))
-            chosen = row_weights if len(indices) == members else row_weights[:, indices]
+            whole = len(indices) == members
+            group, chosen = (per_model, row_weights) if whole else (per_model[:, indices], row_weights[:, indices])
+            scale = 1 / counts[indices].clamp(min=1)  # each model's mean over its own rows
+            # the gradient of each model's mean loss, written out (models.losses), not through autograd
+            example_losses, gradients = EXAMPLE_LOSSES_AND_GRADIENTS[loss](group, labels[:, None].expand(n, len(indices)), scale * chosen)
             model_losses.append((indices, (example_losses * chosen).sum(0) / counts[indices].clamp(min=1)))
-        (score_gradients,) = torch.autograd.grad(sum(losses.sum() for _, losses in model_losses), scores)
+            if whole:
+                score_gradients = gradients
+            else:
+                score_gradients[:, indices] = gradients
+        score_gradients = score_gradients.reshape(n, members * classes)
         with torch.no_grad():
             with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 weight_gradients = score_gradients.T @ inputs

@@ -325,6 +325,7 @@ class ColumnConcatenation:
         if len({len(part) for part in parts}) != 1:
             raise ValueError(f"feature set members hold different row counts: {[len(part) for part in parts]}")
         self.parts = list(parts)
+        self.dtype: np.dtype | None = common_dtype(self.parts)  # once: every minibatch's read asks
 
     def __len__(self) -> int:
         return len(self.parts[0])
@@ -332,10 +333,6 @@ class ColumnConcatenation:
     @property
     def dim(self) -> int:
         return sum(part.dim for part in self.parts)
-
-    @property
-    def dtype(self) -> np.dtype | None:
-        return common_dtype(self.parts)
 
     @property
     def row_shape(self) -> tuple[int, ...]:
@@ -365,6 +362,7 @@ class AppendedRows:
     def __init__(self, parts: Sequence):
         self.parts = list(parts)
         self.starts = np.cumsum([0] + [len(part) for part in self.parts])
+        self.dtype: np.dtype | None = common_dtype(self.parts)  # once: every minibatch's read asks
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -372,10 +370,6 @@ class AppendedRows:
     @property
     def dim(self) -> int:
         return self.parts[0].dim
-
-    @property
-    def dtype(self) -> np.dtype | None:
-        return common_dtype(self.parts)
 
     @property
     def row_shape(self) -> tuple[int, ...]:
