@@ -13,9 +13,7 @@ and whether the features are identical (they must be, bit for bit).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from skimage.color import rgb2hsv
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from features import get_extractor  # noqa: E402
+from tests.benchmarks.timing import alternating_medians  # noqa: E402
 
 
 def numpy_histograms(images: np.ndarray, bins: int, mode: str, grid: int) -> np.ndarray:
@@ -63,14 +62,8 @@ def main() -> None:
         "skimage + bincount": lambda: numpy_histograms(images, args.bins, args.mode, args.grid),
         "compiled": lambda: extractor.transform(images),
     }
-    milliseconds = {way: [] for way in ways}
-    for repeat in range(args.repeats):
-        for way in ways if repeat % 2 == 0 else reversed(list(ways)):
-            start = time.perf_counter()
-            ways[way]()
-            milliseconds[way].append((time.perf_counter() - start) * 1e3 * 1000 / len(images))
+    medians = {way: seconds * 1e6 for way, seconds in alternating_medians(ways, args.repeats, len(images)).items()}  # ms per 1,000
     identical = np.array_equal(ways["skimage + bincount"]().view(np.uint32), ways["compiled"]().view(np.uint32))
-    medians = {way: statistics.median(times) for way, times in milliseconds.items()}
     print(f"{len(images)} images {images.shape[1]}x{images.shape[2]}, {args.mode}, {args.bins} bins, {args.grid}x{args.grid} grid, median of {args.repeats}:")
     print(f"  skimage + bincount {medians['skimage + bincount']:.1f} ms per 1,000 images, compiled {medians['compiled']:.1f} ms: "
           f"{medians['skimage + bincount'] / medians['compiled']:.1f}x faster; features identical: {identical}")

@@ -13,9 +13,7 @@ tests/models/test_losses.py).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from models.losses import EXAMPLE_LOSSES, EXAMPLE_LOSSES_AND_GRADIENTS  # noqa: E402
+from tests.benchmarks.timing import alternating_medians  # noqa: E402
 
 LOSSES = ("squared_hinge", "softmax")
 
@@ -59,17 +58,10 @@ def main() -> None:
         labels = torch.randint(0, args.classes, (args.batch_size, 1), generator=generator).expand(args.batch_size, args.models)
         upstream = torch.rand(args.batch_size, args.models, generator=generator) / args.batch_size
         batches.append((scores, labels, [(loss, part, upstream[:, part]) for loss, part in zip(LOSSES, parts)]))
-    ways = {"autograd": through_autograd, "written out": written_out}
-    microseconds = {way: [] for way in ways}
-    for repeat in range(args.repeats):
-        for way in ways if repeat % 2 == 0 else reversed(list(ways)):
-            start = time.perf_counter()
-            for scores, labels, upstreams in batches:
-                ways[way](scores, labels, upstreams)
-            microseconds[way].append((time.perf_counter() - start) * 1e6 / args.steps)
+    ways = {way: (lambda learn=learn: [learn(*batch) for batch in batches]) for way, learn in (("autograd", through_autograd), ("written out", written_out))}
+    medians = {way: seconds * 1e6 for way, seconds in alternating_medians(ways, args.repeats, args.steps).items()}  # us a minibatch
     scores, labels, upstreams = batches[0]
     identical = torch.equal(through_autograd(scores, labels, upstreams), written_out(scores, labels, upstreams))
-    medians = {way: statistics.median(times) for way, times in microseconds.items()}
     print(f"{args.models} stacked models ({', '.join(LOSSES)}), {args.classes} classes, minibatches of {args.batch_size}, torch threads {torch.get_num_threads()}")
     print(f"median of {args.repeats} x {args.steps} minibatches: autograd {medians['autograd']:.0f} us, written out {medians['written out']:.0f} us: "
           f"{medians['autograd'] / medians['written out']:.2f}x faster; gradients identical: {identical}")
