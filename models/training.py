@@ -633,10 +633,10 @@ class LinearStack:
         for loss, indices in self.loss_members:
             whole = len(indices) == members
             group, chosen = (per_model, row_weights) if whole else (per_model[:, indices], row_weights[:, indices])
-            scale = 1 / counts[indices].clamp(min=1)  # each model's mean over its own rows
+            own_rows = counts[indices].clamp(min=1)  # each model's mean is over its own rows
             # the gradient of each model's mean loss, written out (models.losses), not through autograd
-            example_losses, gradients = EXAMPLE_LOSSES_AND_GRADIENTS[loss](group, labels[:, None].expand(n, len(indices)), scale * chosen)
-            model_losses.append((indices, (example_losses * chosen).sum(0) / counts[indices].clamp(min=1)))
+            example_losses, gradients = EXAMPLE_LOSSES_AND_GRADIENTS[loss](group, labels[:, None].expand(n, len(indices)), (1 / own_rows) * chosen)
+            model_losses.append((indices, (example_losses * chosen).sum(0) / own_rows))
             if whole:
                 score_gradients = gradients
             else:
