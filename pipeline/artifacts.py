@@ -160,17 +160,11 @@ class MappedRows:
         if fortran_order:
             raise ValueError(f"{self.path} is in Fortran order; the data layer writes C order only")
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.dim = int(np.prod(self.shape[1:]))  # values a row; asked on every read, so computed once
+        self.row_bytes = self.dim * self.dtype.itemsize
 
     def __len__(self) -> int:
         return self.shape[0]
-
-    @property
-    def dim(self) -> int:
-        return int(np.prod(self.shape[1:]))
-
-    @property
-    def row_bytes(self) -> int:
-        return int(np.prod(self.shape[1:])) * self.dtype.itemsize
 
     def slice(self, start: int, stop: int) -> np.ndarray:
         """Rows start..stop as an array of their own, read in one positioned read."""
@@ -203,6 +197,9 @@ class MappedRows:
         this file's dtype): held rows from memory, the others with one positioned read each, straight into
         `out`, in ascending file order."""
         held = _HELD_ROWS.get(self.path)
+        if held is not None and len(held) == len(self):  # the whole file in memory: no row to sort out
+            out[positions, column : column + self.dim] = held[indices].reshape(-1, self.dim)
+            return
         if held is not None:
             in_memory = indices < len(held)
             if in_memory.any():

@@ -223,3 +223,19 @@ def test_images_read_from_two_files_keep_their_shape(tmp_path):
     images = np.random.default_rng(3).integers(0, 256, (6, 4, 4, 3), dtype=np.uint8)
     appended = AppendedRows([write_rows(tmp_path / "x.npy", images[:3], 2), write_rows(tmp_path / "y.npy", images[3:], 2)])
     np.testing.assert_array_equal(appended.rows([5, 0, 4]), images[[5, 0, 4]])
+
+
+def test_a_feature_set_held_whole_reads_every_row_from_memory_into_place(tmp_path, no_held_rows):
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(120, 5)).astype(np.float32), rng.normal(size=(120, 2)).astype(np.float32)
+    a_mirrored, b_mirrored = a[::-1].copy(), b[::-1].copy()
+    source = AppendedRows([
+        ColumnConcatenation([write_rows(tmp_path / "a.npy", a, 50), write_rows(tmp_path / "b.npy", b, 50)]),
+        ColumnConcatenation([write_rows(tmp_path / "a_m.npy", a_mirrored, 50), write_rows(tmp_path / "b_m.npy", b_mirrored, 50)]),
+    ])
+    expected = np.concatenate([np.concatenate([a, b], 1), np.concatenate([a_mirrored, b_mirrored], 1)])
+    assert hold_rows([source], budget=10**9) == expected.nbytes
+    for path in ("a.npy", "b.npy", "a_m.npy", "b_m.npy"):
+        (tmp_path / path).write_bytes(b"")  # every read must now come from memory
+    indices = rng.integers(0, 240, 500)  # any order, repeats, both halves
+    np.testing.assert_array_equal(source.rows(indices), expected[indices])
