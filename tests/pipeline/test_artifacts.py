@@ -194,15 +194,23 @@ def test_the_row_budget_comes_from_the_environment_and_zero_holds_nothing(tmp_pa
         row_cache_budget()
 
 
+def two_member_set_and_its_mirror(folder, rng, rows: int, widths: tuple[int, int], last_in_memory: bool = False):
+    """(AppendedRows of a two-member feature set's split and its mirrored rows, the rows it must read):
+    files `a`, `b`, `a_m`, `b_m` in `folder`; with `last_in_memory`, `b`'s mirrored rows are a TensorRows
+    instead (rows() alone: no dtype, no read_into)."""
+    a, b = (rng.normal(size=(rows, width)).astype(np.float32) for width in widths)
+    a_mirrored, b_mirrored = a[::-1].copy(), b[::-1].copy()
+    last = TensorRows(torch.from_numpy(b_mirrored)) if last_in_memory else write_rows(folder / "b_m.npy", b_mirrored, 64)
+    source = AppendedRows([
+        ColumnConcatenation([write_rows(folder / "a.npy", a, 64), write_rows(folder / "b.npy", b, 64)]),
+        ColumnConcatenation([write_rows(folder / "a_m.npy", a_mirrored, 64), last]),
+    ])
+    return source, np.concatenate([np.concatenate([a, b], 1), np.concatenate([a_mirrored, b_mirrored], 1)])
+
+
 def test_a_feature_set_with_mirrored_rows_partly_held_reads_what_memory_holds(tmp_path, no_held_rows):
     rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(200, 7)).astype(np.float32), rng.normal(size=(200, 3)).astype(np.float32)
-    a_mirrored, b_mirrored = a[::-1].copy(), b[::-1].copy()
-    source = AppendedRows([
-        ColumnConcatenation([write_rows(tmp_path / "a.npy", a, 64), write_rows(tmp_path / "b.npy", b, 64)]),
-        ColumnConcatenation([write_rows(tmp_path / "a_m.npy", a_mirrored, 64), TensorRows(torch.from_numpy(b_mirrored))]),  # rows() alone: no dtype, no read_into
-    ])
-    expected = np.concatenate([np.concatenate([a, b], 1), np.concatenate([a_mirrored, b_mirrored], 1)])
+    source, expected = two_member_set_and_its_mirror(tmp_path, rng, 200, (7, 3), last_in_memory=True)
     indices = rng.integers(0, 400, 300)  # any order, repeats, both halves
     np.testing.assert_array_equal(source.rows(indices), expected[indices])
     hold_rows([source], budget=150 * 7 * 4)  # 150 of a's rows, nothing else
@@ -227,13 +235,7 @@ def test_images_read_from_two_files_keep_their_shape(tmp_path):
 
 def test_a_feature_set_held_whole_reads_every_row_from_memory_into_place(tmp_path, no_held_rows):
     rng = np.random.default_rng(6)
-    a, b = rng.normal(size=(120, 5)).astype(np.float32), rng.normal(size=(120, 2)).astype(np.float32)
-    a_mirrored, b_mirrored = a[::-1].copy(), b[::-1].copy()
-    source = AppendedRows([
-        ColumnConcatenation([write_rows(tmp_path / "a.npy", a, 50), write_rows(tmp_path / "b.npy", b, 50)]),
-        ColumnConcatenation([write_rows(tmp_path / "a_m.npy", a_mirrored, 50), write_rows(tmp_path / "b_m.npy", b_mirrored, 50)]),
-    ])
-    expected = np.concatenate([np.concatenate([a, b], 1), np.concatenate([a_mirrored, b_mirrored], 1)])
+    source, expected = two_member_set_and_its_mirror(tmp_path, rng, 120, (5, 2))
     assert hold_rows([source], budget=10**9) == expected.nbytes
     for path in ("a.npy", "b.npy", "a_m.npy", "b_m.npy"):
         (tmp_path / path).write_bytes(b"")  # every read must now come from memory
