@@ -12,7 +12,9 @@ from ruamel.yaml.error import CommentMark
 from ruamel.yaml.tokens import CommentToken
 
 from features.registry import NOT_EXTRACTOR_MODULES
+from pipeline.artifacts import EXTRACT_METRICS_DIR, feature_dir, train_dir
 from pipeline.io import atomic_path
+from pipeline.params import CLASSIFIERS
 
 DEFAULT_PARAMS = {"scale": 1.0}
 
@@ -229,8 +231,8 @@ def pipeline_outputs(root: Path, name: str, params: dict) -> list[Path]:
     """What the pipeline wrote for extractor `name` and is here: its features, its extraction's figures
     and the results of the feature sets that use it (their stages go with it)."""
     sets = {s for section in ("linear", "mlp") if isinstance(params.get(section), dict) for s in params[section].get("feature_sets") or [] if name in str(s).split("+")}
-    candidates = [root / "data/features" / name, root / "results/extract" / f"{name}.json"]
-    candidates += [root / "results/train" / f"{classifier}-{feature_set}" for feature_set in sorted(sets) for classifier in ("svm", "softmax", "mlp")]
+    candidates = [root / feature_dir(name), root / EXTRACT_METRICS_DIR / f"{name}.json"]
+    candidates += [root / train_dir(classifier, feature_set) for feature_set in sorted(sets) for classifier in CLASSIFIERS]
     return [path for path in candidates if path.exists()]
 
 
