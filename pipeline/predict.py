@@ -31,7 +31,8 @@ def read_image(path: str | Path, image_size: int) -> np.ndarray:
     Raises UnreadableImage naming the file: missing, a folder or a pipe, empty, truncated, not an
     image, over the size limits prepare applies.
     """
-    from pipeline.datasets.imagefolder import Unreadable, decode_or_reason, read_image_file
+    from pipeline.datasets.decoding import Unreadable, decode_or_reason
+    from pipeline.datasets.imagefolder import read_image_file
 
     data = read_image_file(Path(path))
     image = data if isinstance(data, Unreadable) else decode_or_reason(data, image_size)

@@ -10,22 +10,18 @@ small images one pass over the compressed stream is far faster than extracting t
 from __future__ import annotations
 
 import hashlib
-import io
 import numbers
 import os
 import stat
 import tarfile
 import tempfile
 import unicodedata
-import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from pipeline.datasets import DataError, RawDataset, StreamedImages
@@ -37,6 +33,7 @@ from pipeline.datasets.archives import (
     member_parts,
     sha256_file,
 )
+from pipeline.datasets.decoding import Entry, Parts, Unreadable, decoded_in_order
 
 SPLIT_NAMES = ("train", "test")
 ON_BAD_IMAGE = ("error", "skip")
@@ -46,19 +43,6 @@ _LAYOUTS_HELP = "expected <root>/<class>/<image> or <root>/train|test/<class>/<i
 # that will be shrunk to image_size pixels never needs more. Without a limit, a 1 MB zip holding a
 # 1 GiB member took 2.5 GB of memory to prepare.
 MAX_IMAGE_FILE_BYTES = 64 << 20
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """A file left unread, and why: too large, or not a regular file (a pipe would block forever)."""
-
-    reason: str
-
-
-# A path as a tuple of its components, relative to the directory or archive root.
-Parts = tuple[str, ...]
-# What a reader yields: a folder (data None), an image file with its bytes, or a file it would not read.
-Entry = tuple[Parts, bytes | Unreadable | None]
 
 
 def load_imagefolder(
@@ -114,21 +98,18 @@ def load_imagefolder(
     folders: set[Parts] = set()
     file_sha256: dict[Parts, str] = {}
     bad: list[dict] = []
-    with closing(entries):  # on an unreadable archive, close it now rather than when the traceback is freed
-        for parts, data in tqdm(entries, total=total, desc=f"reading {path.name}", unit="file", disable=not progress):
-            if data is None:
+    decoded = decoded_in_order(entries, image_size, hash_bytes=is_directory)
+    # on an unreadable archive (or Ctrl-C), close it and stop the decoding workers now, not when the traceback is freed
+    with closing(entries), closing(decoded):
+        for parts, image, sha256 in tqdm(decoded, total=total, desc=f"reading {path.name}", unit="file", disable=not progress):
+            if image is None:
                 folders.add(parts)
-                continue
-            if isinstance(data, Unreadable):
-                bad.append({"path": "/".join(parts), "reason": data.reason})
-                continue
-            image = decode_or_reason(data, image_size)
-            if isinstance(image, Unreadable):
+            elif isinstance(image, Unreadable):
                 bad.append({"path": "/".join(parts), "reason": image.reason})
-                continue
-            rows[parts] = staged.append(image)
-            if is_directory:
-                file_sha256[parts] = hashlib.sha256(data).hexdigest()
+            else:
+                rows[parts] = staged.append(image)
+                if sha256 is not None:
+                    file_sha256[parts] = sha256
     if bad and on_bad_image == "error":
         raise DataError(_bad_images_message(path, bad))
 
@@ -352,56 +333,6 @@ def _read_zip_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes
         return _too_large(member.file_size, MAX_IMAGE_FILE_BYTES)
     with archive.open(member) as source:
         return read_at_most(source, MAX_IMAGE_FILE_BYTES)
-
-
-def decode_or_reason(data: bytes, image_size: int) -> np.ndarray | Unreadable:
-    """`_decode_image`, or Unreadable(why) for a file Pillow cannot read: corrupt, truncated, empty,
-    not an image, or over the decompression-bomb limit."""
-    try:
-        return _decode_image(data, image_size)
-    except UnidentifiedImageError:  # its message names a BytesIO object, not the file
-        return Unreadable("UnidentifiedImageError: not an image format Pillow reads" if data else "an empty file")
-    except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ... for damaged files
-        return Unreadable(f"{type(error).__name__}: {error}")
-
-
-def _decode_image(data: bytes, image_size: int) -> np.ndarray:
-    """Any image Pillow reads -> (image_size, image_size, 3) uint8, the whole image squashed to a square.
-
-    Images over Image.MAX_IMAGE_PIXELS are refused outright: Pillow only warns between that limit and
-    twice it, and decoding such a file (a few KB of PNG can claim 20000 x 20000 pixels) could take
-    gigabytes of memory. A tiny data set image never needs that many pixels.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = Image.open(io.BytesIO(data))
-    with image:
-        if image.format == "JPEG" and min(image.size) >= 2 * image_size:
-            # Decode big JPEGs at a reduced DCT scale: much faster, and we downsample anyway.
-            image.draft("RGB", (image_size, image_size))
-        if "exif" in image.info:  # photos store their rotation in EXIF; only then pay for reading it
-            image = ImageOps.exif_transpose(image)
-        rgb = _to_rgb(image)
-        if rgb.size != (image_size, image_size):
-            rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
-        return np.asarray(rgb, dtype=np.uint8)
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode == "RGB":
-        return image
-    if image.mode.startswith("I;16") or image.mode == "I":
-        # Pillow's own conversion clips 16-bit values at 255, turning most pixels white; rescale instead.
-        # 32-bit "I" is what older Pillow opened 16-bit PNGs as, so it is read as 16-bit too.
-        values = np.asarray(image).astype(np.float64)
-        image = Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8))
-    elif image.mode == "F":
-        # 32-bit float (scientific TIFFs): values in [0, 1] are intensities to scale, others 0-255 values;
-        # Pillow's own conversion would clip [0, 1] to black
-        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
-        scale = 255.0 if values.size and 0.0 <= values.min() and values.max() <= 1.0 else 1.0
-        image = Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8))
-    return image.convert("RGB")
 
 
 def _layout(image_paths, folders: set[Parts], path: Path, skipped: list[Parts] = ()) -> dict[str, dict[str, list[Parts]]]:
