@@ -6,13 +6,25 @@ is imported only when a figure is drawn.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+
+# A class name in a script the installed fonts lack (CJK where only DejaVu is installed) draws as boxes,
+# and matplotlib warns once per glyph and figure: dozens of lines a stage about what the figure shows.
+MISSING_GLYPH_WARNING = r"Glyph \d+ .* missing from"
+
+
+def ignore_missing_glyphs() -> None:
+    """Silence matplotlib's missing-glyph warnings in this process (figures still draw the boxes)."""
+    warnings.filterwarnings("ignore", message=MISSING_GLYPH_WARNING, category=UserWarning)
 
 
 def new_figure(figsize: tuple[float, float]):
     """A figure outside pyplot: it saves to PNG through the Agg canvas, and is freed with its last reference."""
     from matplotlib.figure import Figure
 
+    ignore_missing_glyphs()
     return Figure(figsize=figsize)
 
 

@@ -355,7 +355,9 @@ def train_together(
             if twin.end_epoch(epoch):
                 twin.record_beside_partner(epoch, len(x))
         if len(runs) == 1 and finite:
-            epochs.set_postfix(loss=f"{runs[0].history[-1].train_loss:.3f}", val=f"{runs[0].history[-1].val_accuracy:.3f}")
+            last = runs[0].history[-1]  # a refit has no validation rows: its accuracy is nan, not shown
+            shown = {"val": f"{last.val_accuracy:.3f}"} if len(val_labels) else {}
+            epochs.set_postfix(loss=f"{last.train_loss:.3f}", **shown)
     return [run.outcome() for run in runs + twin_runs]
 
 

@@ -47,6 +47,9 @@ class Featurizer:
 
     def transform(self, images: np.ndarray) -> np.ndarray:
         """images : (n, H, W, 3) uint8 of `image_shape` -> (n, d) float32, members concatenated in order."""
+        if tuple(images.shape) == self.image_shape:
+            raise ValueError(f"images must be a batch (n, {', '.join(map(str, self.image_shape))}); got one image of "
+                             f"shape {self.image_shape}: pass images[None] for a batch of one")
         if tuple(images.shape[1:]) != self.image_shape:
             raise ValueError(f"images must be {self.image_shape}; got {tuple(images.shape[1:])}")
         # rounded as the extract stage stored them (float16 for bovw), so the model sees what it trained on

@@ -18,9 +18,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from models.figures import ignore_missing_glyphs  # noqa: E402
 from pipeline.artifacts import train_dir  # noqa: E402
 from pipeline.io import read_json  # noqa: E402
 from pipeline.scores import PER_CLASS_PREFIX, metric_names  # noqa: E402
+
+ignore_missing_glyphs()  # class names label the per-class and misclassified figures
 
 METRIC_COLUMNS = [
     "test_accuracy", "val_accuracy", "train_accuracy", "train_loss", "feature_dim", "n_parameters", "extract_seconds", "train_seconds", "search_seconds", "n_trials",

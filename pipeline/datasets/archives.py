@@ -20,14 +20,15 @@ from pathlib import Path
 
 from pipeline.datasets import DataError
 
-TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz")
 ZIP_SUFFIXES = (".zip",)
 ARCHIVE_SUFFIXES = TAR_SUFFIXES + ZIP_SUFFIXES
 
 _CHUNK_BYTES = 1 << 20
 # What a damaged archive raises while being read (disk errors while writing are not among them).
 TAR_READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
-ZIP_READ_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error)
+# zipfile raises RuntimeError for an encrypted member and NotImplementedError for a compression it lacks (Deflate64).
+ZIP_READ_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error, RuntimeError, NotImplementedError)
 
 
 def archive_kind(path: str | os.PathLike) -> str | None:
@@ -112,14 +113,14 @@ def _extract_tar(archive_path: Path, into: Path) -> None:
                     _write_file(archive.extractfile(member), target)
                 else:
                     raise DataError(
-                        f"archive member {member.name!r} is a {_tar_member_type(member)}; "
+                        f"archive member {member.name!r} is a {tar_member_type(member)}; "
                         "only regular files and folders are extracted"
                     )
     except TAR_READ_ERRORS as error:
         raise DataError(f"{archive_path} is not a readable tar archive: {error}") from error
 
 
-def _tar_member_type(member: tarfile.TarInfo) -> str:
+def tar_member_type(member: tarfile.TarInfo) -> str:
     if member.issym():
         return f"symlink to {member.linkname!r}"
     if member.islnk():

@@ -80,9 +80,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         return image
     if image.mode.startswith("I;16") or image.mode == "I":
         # Pillow's own conversion clips 16-bit values at 255, turning most pixels white; rescale instead.
-        # 32-bit "I" is what older Pillow opened 16-bit PNGs as, so it is read as 16-bit too.
+        # 32-bit "I" is what older Pillow opened 16-bit PNGs as, so it is read as 16-bit too, unless no
+        # value is over 255: then it holds 8-bit values (a 32-bit integer TIFF of 0-255), kept as they are.
         values = np.asarray(image).astype(np.float64)
-        image = Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8))
+        eight_bit = image.mode == "I" and values.size and 0 <= values.min() and values.max() <= 255
+        image = Image.fromarray(np.clip(np.rint(values if eight_bit else values / 257.0), 0, 255).astype(np.uint8))
     elif image.mode == "F":
         # 32-bit float (scientific TIFFs): values in [0, 1] are intensities to scale, others 0-255 values;
         # Pillow's own conversion would clip [0, 1] to black

@@ -32,12 +32,16 @@ from pipeline.datasets.archives import (
     archive_kind,
     member_parts,
     sha256_file,
+    tar_member_type,
 )
 from pipeline.datasets.decoding import Entry, Parts, Unreadable, decoded_in_order
 
-SPLIT_NAMES = ("train", "test")
+# Split folders, in any case, and the split each is read into. A given validation folder (train/val/test
+# exports) adds to train: validation is carved from train, stratified (data.val_fraction).
+SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "train", "valid": "train", "validation": "train",
+                 "test": "test", "testing": "test"}
 ON_BAD_IMAGE = ("error", "skip")
-_LAYOUTS_HELP = "expected <root>/<class>/<image> or <root>/train|test/<class>/<image>"
+_LAYOUTS_HELP = "expected <root>/<class>/<image> or <root>/train|val|test/<class>/<image>"
 
 # An image file larger than this is not read: a 50-megapixel camera JPEG is about 25 MB, and a file
 # that will be shrunk to image_size pixels never needs more. Without a limit, a 1 MB zip holding a
@@ -98,6 +102,7 @@ def load_imagefolder(
     folders: set[Parts] = set()
     file_sha256: dict[Parts, str] = {}
     bad: list[dict] = []
+    bad_parts: list[Parts] = []
     decoded = decoded_in_order(entries, image_size, hash_bytes=is_directory)
     # on an unreadable archive (or Ctrl-C), close it and stop the decoding workers now, not when the traceback is freed
     with closing(entries), closing(decoded):
@@ -105,7 +110,8 @@ def load_imagefolder(
             if image is None:
                 folders.add(parts)
             elif isinstance(image, Unreadable):
-                bad.append({"path": "/".join(parts), "reason": image.reason})
+                bad.append({"path": readable_path(parts), "reason": image.reason})
+                bad_parts.append(parts)
             else:
                 rows[parts] = staged.append(image)
                 if sha256 is not None:
@@ -113,7 +119,7 @@ def load_imagefolder(
     if bad and on_bad_image == "error":
         raise DataError(_bad_images_message(path, bad))
 
-    splits = _layout(rows.keys(), folders, path, skipped=[tuple(item["path"].split("/")) for item in bad])
+    splits = _layout(rows.keys(), folders, path, skipped=bad_parts)
     class_names = sorted(splits["train"])
     image_sets = {split: _image_set(classes, class_names, rows, staged) for split, classes in splits.items()}
     return RawDataset(
@@ -138,10 +144,24 @@ def _bad_images_message(path: Path, bad: list[dict], shown: int = 10) -> str:
 WINDOWS_METADATA = {"thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini"}
 
 
+# Files that travel with image data sets but are never images (a README beside the class folders, Kaggle's
+# labels.csv, a notebook): not read, as torchvision's ImageFolder reads only image suffixes. Any other file
+# is tried as an image whatever its suffix (cameras and scrapers write .jpeg, .JPG, .jfif or none).
+NOT_IMAGE_SUFFIXES = frozenset(
+    ".txt .md .rst .csv .tsv .json .jsonl .xml .yaml .yml .toml .ini .cfg .html .htm .pdf .doc .docx .xls .xlsx "
+    ".py .ipynb .sh .bat .log .pkl .npy .npz .mat .h5".split()
+)
+
+
 def _is_skipped(parts: Parts) -> bool:
     """Hidden files (.DS_Store, ._x AppleDouble), macOS zip metadata and Windows' Thumbs.db and
     desktop.ini are not data."""
     return any(part.startswith(".") or part == "__MACOSX" or part.lower() in WINDOWS_METADATA for part in parts)
+
+
+def _is_not_an_image(name: str) -> bool:
+    """A file named as a document, table, notebook or array (NOT_IMAGE_SUFFIXES): never read."""
+    return os.path.splitext(name)[1].lower() in NOT_IMAGE_SUFFIXES
 
 
 def _shown_name(path: Path, parts: Parts) -> str:
@@ -157,18 +177,16 @@ def _directory_entries(root: Path) -> tuple[int, Iterator[Entry]]:
     """
     folders: list[Parts] = []
     files: list[Parts] = []
-    seen_real_paths = set()
     real_root = root.resolve()
-    # followlinks: subsets are often built from symlinked class folders; seen_real_paths stops cycles.
+    # followlinks: subsets are often built from symlinked class folders (two may lead to the same folder);
+    # a folder whose real path is one of its own ancestors' is a cycle, not walked again.
     for current, dir_names, file_names in os.walk(root, followlinks=True):
-        real_path = os.path.realpath(current)
-        if real_path in seen_real_paths:
+        relative = Path(current).relative_to(root).parts
+        if _is_cycle(root, relative):
             dir_names.clear()
             continue
-        seen_real_paths.add(real_path)
-        relative = Path(current).relative_to(root).parts
         dir_names[:] = sorted(name for name in dir_names if not _is_skipped((name,)))
-        file_names = sorted(name for name in file_names if not _is_skipped((name,)))
+        file_names = sorted(name for name in file_names if not _is_skipped((name,)) and not _is_not_an_image(name))
         for name in dir_names + file_names:
             _refuse_link_outside(root, real_root, Path(current) / name)
         folders.extend(relative + (name,) for name in dir_names)
@@ -181,6 +199,14 @@ def _directory_entries(root: Path) -> tuple[int, Iterator[Entry]]:
             yield parts, read_image_file(root.joinpath(*parts))
 
     return len(folders) + len(files), entries()
+
+
+def _is_cycle(root: Path, relative: Parts) -> bool:
+    """Whether root/relative leads (through symlinks) back to a folder it is inside of."""
+    if not relative:
+        return False
+    real_path = os.path.realpath(root.joinpath(*relative))
+    return any(os.path.realpath(root.joinpath(*relative[:depth])) == real_path for depth in range(len(relative)))
 
 
 def _refuse_link_outside(root: Path, real_root: Path, path: Path) -> None:
@@ -260,7 +286,7 @@ def _tar_entries(archive_path: Path) -> Iterator[Entry]:
         with tarfile.open(archive_path, "r|*") as archive:
             for member in archive:
                 parts = member_parts(member.name)
-                if not parts or _is_skipped(parts):
+                if not parts or _is_skipped(parts) or (not member.isdir() and _is_not_an_image(parts[-1])):
                     continue
                 if member.isdir():
                     yield parts, None
@@ -268,11 +294,8 @@ def _tar_entries(archive_path: Path) -> Iterator[Entry]:
                     yield parts, _too_large(member.size, MAX_IMAGE_FILE_BYTES)  # the stream skips it unread
                 elif member.isfile():
                     yield parts, read_at_most(archive.extractfile(member), MAX_IMAGE_FILE_BYTES)
-                else:
-                    raise DataError(
-                        f"{archive_path}:{member.name} is a link or special file; "
-                        "an image folder archive may hold only regular files and folders"
-                    )
+                else:  # a stream cannot go back for a link's target: tar's --hard-dereference stores copies
+                    yield parts, Unreadable(f"a {tar_member_type(member)}, not a file; an archive of images is read file by file")
     except TAR_READ_ERRORS as error:
         raise DataError(f"{archive_path} is not a readable tar archive: {error}") from None
 
@@ -282,18 +305,15 @@ def _zip_entries(archive_path: Path) -> tuple[int, Iterator[Entry]]:
         archive = zipfile.ZipFile(archive_path)
     except ZIP_READ_ERRORS as error:
         raise DataError(f"{archive_path} is not a readable zip archive: {error}") from None
-    members = [member for member in archive.infolist() if not _is_skipped(member_parts(zip_member_name(member)))]
+    members = [member for member in archive.infolist() if not _is_skipped(parts := member_parts(zip_member_name(member)))
+               and (member.is_dir() or not parts or not _is_not_an_image(parts[-1]))]
 
     def entries() -> Iterator[Entry]:
         with archive:
             for member in members:
                 parts = member_parts(zip_member_name(member))
-                if not parts:
-                    continue
-                try:
+                if parts:
                     yield parts, _read_zip_member(archive, member)
-                except ZIP_READ_ERRORS as error:
-                    raise DataError(f"{archive_path}:{member.filename} cannot be read: {error}") from None
 
     return len(members), entries()
 
@@ -308,6 +328,11 @@ def zip_member_name(member: zipfile.ZipInfo) -> str:
         return member.filename.encode("cp437").decode("utf-8")
     except UnicodeError:
         return member.filename
+
+
+def readable_path(parts: Parts) -> str:
+    """A file's path as text any output can hold: each component read as `class_name` reads a folder's."""
+    return "/".join(class_name(part) for part in parts)
 
 
 def class_name(folder: str) -> str:
@@ -326,20 +351,34 @@ def class_name(folder: str) -> str:
 
 def _read_zip_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes | Unreadable | None:
     """None for a folder; a member's declared size is checked before it is inflated, its bytes are
-    read bounded all the same (a zip's header may lie: 1 MB of zip can inflate to gigabytes)."""
+    read bounded all the same (a zip's header may lie: 1 MB of zip can inflate to gigabytes).
+    A member that cannot be read (encrypted, compressed with a method zipfile lacks, damaged) is a bad
+    file like any other: the others are independent of it."""
     if member.is_dir():
         return None
     if member.file_size > MAX_IMAGE_FILE_BYTES:
         return _too_large(member.file_size, MAX_IMAGE_FILE_BYTES)
-    with archive.open(member) as source:
-        return read_at_most(source, MAX_IMAGE_FILE_BYTES)
+    if member.flag_bits & 0x1:
+        return Unreadable("encrypted (a password-protected zip); zip the folder again without a password")
+    try:
+        with archive.open(member) as source:
+            return read_at_most(source, MAX_IMAGE_FILE_BYTES)
+    except NotImplementedError as error:  # Deflate64 (Windows Explorer's for large folders), bzip2 without bz2, ...
+        return Unreadable(f"compressed with a method Python's zipfile cannot read ({error}); zip the folder again with standard Deflate")
+    except ZIP_READ_ERRORS as error:
+        return Unreadable(f"damaged in the archive ({type(error).__name__}: {error})")
+
+
+def _split_of(folder: str) -> str | None:
+    """"train" or "test" for a split folder's name (SPLIT_FOLDERS, any case), else None."""
+    return SPLIT_FOLDERS.get(folder.lower())
 
 
 def _layout(image_paths, folders: set[Parts], path: Path, skipped: list[Parts] = ()) -> dict[str, dict[str, list[Parts]]]:
     """{'train': {class: [image paths]}, optionally 'test': {...}}; flat layouts come back as 'train'.
 
-    The layout is split (train/ and test/ above the class folders) only where a train/ or test/ folder
-    holds class folders of images: in a flat layout a class may itself be called train or test.
+    The layout is split (train/, test/ and val/ above the class folders: SPLIT_FOLDERS) only where such a
+    folder holds class folders of images: in a flat layout a class may itself be called train or test.
     `skipped`: files left out as unreadable, named where they leave a class folder empty.
     """
     image_paths = list(image_paths)
@@ -347,25 +386,30 @@ def _layout(image_paths, folders: set[Parts], path: Path, skipped: list[Parts] =
         raise DataError(f"no images found in {path}; {_LAYOUTS_HELP}")
     tops = {parts[0] for parts in image_paths}
     wrapper: Parts = ()
-    if len(tops) == 1 and not tops & set(SPLIT_NAMES) and all(len(parts) >= 3 for parts in image_paths):
+    if len(tops) == 1 and not any(_split_of(top) for top in tops) and all(len(parts) >= 3 for parts in image_paths):
         wrapper = (tops.pop(),)
         tops = {parts[1] for parts in image_paths}
     depth = len(wrapper)
-    is_split = any(parts[depth] in SPLIT_NAMES and len(parts) == depth + 3 for parts in image_paths)
+    is_split = any(_split_of(parts[depth]) and len(parts) == depth + 3 for parts in image_paths)
     class_depth = depth + (2 if is_split else 1)
 
     splits: dict[str, dict[str, list[Parts]]] = {}
     for parts in sorted(image_paths):
-        split = parts[depth] if is_split else "train"
-        if len(parts) != class_depth + 1 or split not in SPLIT_NAMES:
+        split = _split_of(parts[depth]) if is_split else "train"
+        if split and len(parts) == class_depth:
+            raise DataError(
+                f"{_shown_name(path, parts)} is not in a class folder: an image without a label cannot be trained "
+                f"on or scored; move it into its class's folder or out of {path}"
+            )
+        if len(parts) != class_depth + 1 or split is None:
             raise DataError(f"{_shown_name(path, parts)} does not fit an image-folder layout; {_LAYOUTS_HELP}")
         splits.setdefault(split, {}).setdefault(class_name(parts[class_depth - 1]), []).append(parts)
 
     for folder in sorted(folders):
         if len(folder) != class_depth or folder[:depth] != wrapper:
             continue
-        split = folder[depth] if is_split else "train"
-        if split in SPLIT_NAMES and class_name(folder[-1]) not in splits.get(split, {}):
+        split = _split_of(folder[depth]) if is_split else "train"
+        if split and class_name(folder[-1]) not in splits.get(split, {}):
             unreadable = sum(1 for parts in skipped if parts[: len(folder)] == folder)
             if unreadable:
                 raise DataError(

@@ -33,3 +33,25 @@ def test_figures_are_plain_figures_that_save_a_png_of_their_size(tmp_path):
     figure.savefig(tmp_path / "confusion.png")
     width, height = figure.get_size_inches() * figure.dpi
     assert Image.open(tmp_path / "confusion.png").size == (round(width), round(height))
+
+
+def test_class_names_the_fonts_lack_draw_without_a_warning_per_glyph():
+    import io
+    import warnings
+
+    from matplotlib.figure import Figure
+
+    names = ["日本", "中国", "한국"]
+    with warnings.catch_warnings(record=True) as plain:
+        warnings.simplefilter("always")
+        figure = Figure()
+        figure.subplots().set_title(" ".join(names))
+        figure.savefig(io.BytesIO(), format="png")
+    if not any("missing from" in str(warning.message) for warning in plain):
+        import pytest
+
+        pytest.skip("this machine has a font with these glyphs: matplotlib has nothing to warn about")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        confusion_figure(np.eye(3, dtype=int), names, "t").savefig(io.BytesIO(), format="png")
+    assert [str(warning.message) for warning in caught if "missing from" in str(warning.message)] == []

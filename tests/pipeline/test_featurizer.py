@@ -40,3 +40,14 @@ def test_images_of_another_size_are_refused_with_the_expected_shape(monkeypatch,
     featurizer = load_featurizer(save_featurizer(tmp_path / "f", "pixels", ["pixels"], {"image_shape": [32, 32, 3], "class_names": ["a"]}))
     with pytest.raises(ValueError, match=r"\(32, 32, 3\)"):
         featurizer.transform(np.zeros((1, 16, 16, 3), np.uint8))
+
+
+def test_one_image_instead_of_a_batch_is_refused_with_the_way_to_pass_it(monkeypatch, tmp_path, images):
+    import pytest
+
+    monkeypatch.chdir(tmp_path)
+    extracted(tmp_path / "data/features/pixels", "pixels", {}, images)
+    featurizer = load_featurizer(save_featurizer(tmp_path / "f", "pixels", ["pixels"], {"image_shape": [32, 32, 3], "class_names": ["a"]}))
+    with pytest.raises(ValueError, match=r"must be a batch \(n, 32, 32, 3\); got one image of shape \(32, 32, 3\): pass images\[None\]"):
+        featurizer.transform(images[0])
+    assert featurizer.transform(images[0][None]).shape == (1, 32 * 32 * 3)

@@ -106,3 +106,17 @@ def test_decode_workers_reads_the_environment(monkeypatch):
         monkeypatch.setenv(decoding.WORKERS_VARIABLE, bad)
         with pytest.raises(DataError, match="FEATUREBENCH_DECODE_WORKERS must be a whole number"):
             decode_workers()
+
+
+@pytest.mark.parametrize("values,expected", [
+    (np.array([[0, 100], [200, 255]], np.int32), [[0, 100], [200, 255]]),  # a 32-bit integer TIFF of 8-bit values
+    (np.array([[0, 25700], [51400, 65535]], np.int32), [[0, 100], [200, 255]]),  # 16-bit values, as older Pillow opened 16-bit PNGs
+])
+def test_32_bit_integer_images_keep_8_bit_values_and_scale_16_bit_ones(values, expected):
+    image = Image.fromarray(values, mode="I")
+    assert image.mode == "I"
+
+    decoded = decoding.decode_or_reason(encoded(image, "TIFF"), 2)
+
+    np.testing.assert_array_equal(decoded[..., 0], expected)
+    assert (decoded == decoded[..., :1]).all()

@@ -1,5 +1,6 @@
 import hashlib
 import io
+import os
 import tarfile
 import tracemalloc
 import zipfile
@@ -311,8 +312,67 @@ def test_image_outside_any_class_folder_is_named(tmp_path):
     folder = make_flat_folder(tmp_path / "data")
     save(folder / "stray.png", Image.new("RGB", (4, 4)))
 
-    with pytest.raises(DataError, match="stray.png does not fit"):
+    with pytest.raises(DataError, match=r"stray\.png is not in a class folder: an image without a label cannot be trained on or scored"):
         load_imagefolder(folder, progress=False)
+
+
+def test_an_unlabelled_test_folder_is_named_with_the_fix(tmp_path):
+    make_flat_folder(tmp_path / "data" / "train")
+    save(tmp_path / "data" / "test" / "0.png", Image.new("RGB", (4, 4)))  # Kaggle's test/: images, no classes
+
+    with pytest.raises(DataError, match=r"test/0\.png is not in a class folder: .*move it into its class's folder or out of"):
+        load_imagefolder(tmp_path / "data", progress=False)
+
+
+def test_a_given_validation_folder_adds_to_train_and_split_names_may_be_capitalised(tmp_path):
+    make_flat_folder(tmp_path / "data" / "Train", per_class=3)
+    make_flat_folder(tmp_path / "data" / "val", per_class=2)
+    make_flat_folder(tmp_path / "data" / "TEST", per_class=2)
+    make_flat_folder(tmp_path / "plain" / "train", per_class=3)
+    make_flat_folder(tmp_path / "plain" / "test", per_class=2)
+
+    dataset = load_imagefolder(tmp_path / "data", progress=False)
+    plain = load_imagefolder(tmp_path / "plain", progress=False)
+
+    assert dataset.class_names == ["cat", "dog"] and len(dataset.train) == 10 and len(dataset.test) == 4
+    assert list(dataset.train.labels) == [0, 0, 0, 1, 1, 1, 0, 0, 1, 1]  # Train/ then val/, each by path
+    np.testing.assert_array_equal(dataset.test.materialize().images, plain.test.materialize().images)
+
+
+def test_documents_beside_the_images_are_not_read(tmp_path):
+    folder = make_flat_folder(tmp_path / "data")
+    clean = load_imagefolder(folder, progress=False)
+    (folder / "README.txt").write_text("cats and dogs, 2024")
+    (folder / "labels.csv").write_text("file,label\n")
+    (folder / "cat" / "notes.MD").write_text("# notes")
+    (folder / "dog" / "analysis.ipynb").write_text("{}")
+
+    for source in (folder, zip_folder(folder, tmp_path / "data.zip"), tar_folder(folder, tmp_path / "data.tar")):
+        dataset = load_imagefolder(source, progress=False)
+        assert dataset.class_names == ["cat", "dog"]
+        np.testing.assert_array_equal(dataset.train.materialize().images, clean.train.materialize().images)
+    assert load_imagefolder(folder, progress=False).checksum == clean.checksum
+
+
+def test_two_class_folders_linked_to_one_folder_are_two_classes(tmp_path):
+    folder = make_flat_folder(tmp_path / "data", classes=("cat", "dog"))
+    os.symlink(folder / "dog", folder / "puppy", target_is_directory=True)
+    os.symlink(folder, folder / "cat" / "loop", target_is_directory=True)  # a cycle: not walked again
+
+    dataset = load_imagefolder(folder, progress=False)
+
+    assert dataset.class_names == ["cat", "dog", "puppy"]
+    images = dataset.train.materialize().images
+    np.testing.assert_array_equal(images[3:6], images[6:9])
+
+
+@pytest.mark.parametrize("suffix,mode", [("tar.bz2", "w:bz2"), ("tbz2", "w:bz2"), ("tar.xz", "w:xz"), ("txz", "w:xz")])
+def test_bzip2_and_xz_tars_read_as_the_folder(tmp_path, suffix, mode):
+    folder = make_flat_folder(tmp_path / "data")
+
+    dataset = load_imagefolder(tar_folder(folder, tmp_path / f"data.{suffix}", mode=mode), progress=False)
+
+    np.testing.assert_array_equal(dataset.train.materialize().images, load_imagefolder(folder, progress=False).train.materialize().images)
 
 
 def test_corrupt_archive_is_reported(tmp_path):
@@ -372,7 +432,7 @@ def png_header_claiming(width: int, height: int) -> bytes:
 
 def test_every_unreadable_file_is_named_in_one_error(tmp_path):
     folder = make_flat_folder(tmp_path / "data")
-    (folder / "cat" / "notes.txt").write_text("not an image")
+    (folder / "cat" / "notes.dat").write_text("not an image")
     (folder / "dog" / "bomb.png").write_bytes(png_header_claiming(20_000, 20_000))
 
     with pytest.raises(DataError) as raised:
@@ -380,20 +440,20 @@ def test_every_unreadable_file_is_named_in_one_error(tmp_path):
 
     message = str(raised.value)
     assert message.startswith("cannot read 2 images: ")
-    assert "cat/notes.txt (UnidentifiedImageError" in message and "dog/bomb.png (DecompressionBombError" in message
+    assert "cat/notes.dat (UnidentifiedImageError" in message and "dog/bomb.png (DecompressionBombError" in message
     assert "data.on_bad_image: skip" in message and "\n" not in message
 
 
 def test_skip_leaves_bad_files_out_and_lists_them(tmp_path):
     folder = make_flat_folder(tmp_path / "data")
     clean = load_imagefolder(folder, progress=False)
-    (folder / "cat" / "notes.txt").write_text("not an image")
+    (folder / "cat" / "notes.dat").write_text("not an image")
     (folder / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
 
     dataset = load_imagefolder(folder, progress=False, on_bad_image="skip")
 
     np.testing.assert_array_equal(dataset.train.materialize().images, clean.train.materialize().images)
-    assert [item["path"] for item in dataset.skipped] == ["cat/notes.txt", "dog/broken.png"]
+    assert [item["path"] for item in dataset.skipped] == ["cat/notes.dat", "dog/broken.png"]
     assert all(item["reason"] for item in dataset.skipped)
     assert clean.skipped == []
 

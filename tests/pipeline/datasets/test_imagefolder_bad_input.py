@@ -79,9 +79,11 @@ def test_a_zip_header_that_understates_a_member_cannot_make_it_inflate_whole(tmp
     archive = zip_with_a_huge_member(tmp_path / "data.zip", make_flat_folder(tmp_path / "data"))
     understate_sizes(archive, "cat/huge.png", 1000)
 
-    error, peak = peak_memory_of(lambda: load_imagefolder(archive, progress=False, on_bad_image="skip"))
+    outcome, peak = peak_memory_of(lambda: load_imagefolder(archive, progress=False, on_bad_image="skip"))
 
-    assert isinstance(error, DataError) and str(error).startswith(f"{archive}:cat/huge.png cannot be read")
+    [skipped] = outcome.skipped
+    assert skipped["path"] == "cat/huge.png" and skipped["reason"].startswith("damaged in the archive (BadZipFile: ")
+    assert len(outcome.train) == 6
     assert peak < 16 << 20
 
 
@@ -150,13 +152,14 @@ def test_a_phone_sized_jpeg_reads_and_a_50000_pixel_square_one_is_refused_by_nam
     assert "2500000000 pixels" in message and "data.on_bad_image: skip" in message
 
 
-def run_prepare(project: Path, data_path: Path, on_bad_image: str = "error") -> subprocess.CompletedProcess:
-    """`python -m pipeline.prepare` as DVC runs it; the timeout fails a hang instead of waiting forever."""
+def run_prepare(project: Path, data_path: Path, on_bad_image: str = "error", env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m pipeline.prepare` as DVC runs it (with `env` added to a bare environment); the timeout
+    fails a hang instead of waiting forever."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update(name="imagefolder", path=str(data_path), on_bad_image=on_bad_image, val_fraction=0.25, test_fraction=0.25)
     project.mkdir(exist_ok=True)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {"PYTHONPATH": str(ROOT), "PATH": ""}
+    env = {"PYTHONPATH": str(ROOT), "PATH": "", **(env or {})}
     return subprocess.run([sys.executable, "-m", "pipeline.prepare"], cwd=project, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -221,3 +224,74 @@ def test_zip_and_tar_of_the_same_folder_still_read_alike(tmp_path):
     from_zip = load_imagefolder(zip_folder(folder, tmp_path / "data.zip"), progress=False)
     from_tar = load_imagefolder(tar_folder(folder, tmp_path / "data.tar"), progress=False)
     np.testing.assert_array_equal(from_zip.train.materialize().images, from_tar.train.materialize().images)
+
+
+def patch_zip_headers(archive_path: Path, local_offset: int, central_offset: int, value: bytes) -> None:
+    """Overwrite one field of every member's local header and central-directory entry."""
+    data = bytearray(archive_path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", local_offset), (b"PK\x01\x02", central_offset)):
+        start = data.find(signature)
+        while start != -1:
+            data[start + offset : start + offset + len(value)] = value
+            start = data.find(signature, start + 4)
+    archive_path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage,reason", [
+    # the general-purpose flag's bit 0: what `zip -P` writes; zipfile raises RuntimeError for it
+    ((6, 8, (1).to_bytes(2, "little")), "encrypted (a password-protected zip); zip the folder again without a password"),
+    # compression method 9, Deflate64 (Windows Explorer's for large folders): zipfile raises NotImplementedError
+    ((8, 10, (9).to_bytes(2, "little")), "compressed with a method Python's zipfile cannot read (That compression method is not supported); zip the folder again with standard Deflate"),
+])
+def test_zip_members_zipfile_cannot_read_are_named_with_the_fix(tmp_path, damage, reason):
+    archive = zip_folder(make_flat_folder(tmp_path / "data"), tmp_path / "data.zip")
+    patch_zip_headers(archive, *damage)
+
+    with pytest.raises(DataError) as raised:
+        load_imagefolder(archive, progress=False)
+
+    assert str(raised.value).startswith(f"cannot read 6 images: {archive}:cat/0.png ({reason}); {archive}:cat/1.png")
+    assert str(raised.value).endswith("set data.on_bad_image: skip to leave them out")
+
+
+def test_a_damaged_zip_member_is_a_bad_image_the_others_still_read(tmp_path):
+    archive = zip_folder(make_flat_folder(tmp_path / "data", per_class=4), tmp_path / "data.zip")
+    data = bytearray(archive.read_bytes())
+    name = b"cat/0.png"
+    start = data.index(name) - 30  # its local header: the name's first appearance, before the central directory
+    assert data[start : start + 4] == b"PK\x03\x04" and data[start + 8] == 0  # stored, not deflated
+    data[start + 30 + len(name) + 20] ^= 0xFF  # a byte of its stored PNG: the CRC no longer matches
+    archive.write_bytes(bytes(data))
+
+    with pytest.raises(DataError, match=r"data\.zip:cat/0\.png \(damaged in the archive \(BadZipFile: Bad CRC-32"):
+        load_imagefolder(archive, progress=False)
+    skipped = load_imagefolder(archive, progress=False, on_bad_image="skip")
+    assert [item["path"] for item in skipped.skipped] == ["cat/0.png"] and len(skipped.train) == 7
+
+
+def test_links_in_a_tar_are_bad_files_that_skip_leaves_out(tmp_path):
+    folder = make_flat_folder(tmp_path / "data")
+    os.link(folder / "cat" / "0.png", folder / "cat" / "hard.png")
+    os.symlink("0.png", folder / "dog" / "soft.png")
+    archive = tar_folder(folder, tmp_path / "data.tar")
+
+    with pytest.raises(DataError) as raised:
+        load_imagefolder(archive, progress=False)
+    assert "data.tar:cat/hard.png (a hard link to 'cat/0.png', not a file; an archive of images is read file by file)" in str(raised.value)
+    assert "data.tar:dog/soft.png (a symlink to '0.png', not a file;" in str(raised.value)
+    skipped = load_imagefolder(archive, progress=False, on_bad_image="skip")
+    assert sorted(item["path"] for item in skipped.skipped) == ["cat/hard.png", "dog/soft.png"] and len(skipped.train) == 6
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS file systems refuse names that are not UTF-8")
+def test_a_skipped_file_whose_name_is_not_utf8_is_named_readably_and_prepare_succeeds(tmp_path):
+    folder = make_flat_folder(tmp_path / "data", per_class=4)
+    (folder / "cat").joinpath(os.fsdecode(b"caf\xe9_broken.jpg")).write_bytes(b"")
+
+    # a UTF-8 terminal (en_US.UTF-8): Python's stdout then refuses a name's undecodable bytes
+    skipped = run_prepare(tmp_path / "project", folder, on_bad_image="skip", env={"PYTHONIOENCODING": "utf-8"})
+
+    assert skipped.returncode == 0, skipped.stderr
+    assert "cat/café_broken.jpg" in skipped.stdout
+    meta = (tmp_path / "project" / "data" / "prepared" / "meta.json").read_text(encoding="utf-8")
+    assert '"cat/café_broken.jpg"' in meta or '"cat/caf\\u00e9_broken.jpg"' in meta
