@@ -116,6 +116,9 @@ def load_imagefolder(
                 rows[parts] = staged.append(image)
                 if sha256 is not None:
                     file_sha256[parts] = sha256
+    documents = _beside_the_classes(bad_parts, rows)
+    bad = [item for index, item in enumerate(bad) if index not in documents]
+    bad_parts = [parts for index, parts in enumerate(bad_parts) if index not in documents]
     if bad and on_bad_image == "error":
         raise DataError(_bad_images_message(path, bad))
 
@@ -144,9 +147,10 @@ def _bad_images_message(path: Path, bad: list[dict], shown: int = 10) -> str:
 WINDOWS_METADATA = {"thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini"}
 
 
-# Files that travel with image data sets but are never images (a README beside the class folders, Kaggle's
-# labels.csv, a notebook): not read, as torchvision's ImageFolder reads only image suffixes. Any other file
-# is tried as an image whatever its suffix (cameras and scrapers write .jpeg, .JPG, .jfif or none).
+# Files that travel with image data sets but are never images: a README or Kaggle's labels.csv beside the
+# class folders (or the train/ and test/ folders) is left out. Inside a class folder such a file is a bad
+# image like any other (data.on_bad_image): it may be one mislabelled, and the user decides. Any other
+# file is tried as an image whatever its suffix (cameras and scrapers write .jpeg, .JPG, .jfif or none).
 NOT_IMAGE_SUFFIXES = frozenset(
     ".txt .md .rst .csv .tsv .json .jsonl .xml .yaml .yml .toml .ini .cfg .html .htm .pdf .doc .docx .xls .xlsx "
     ".py .ipynb .sh .bat .log .pkl .npy .npz .mat .h5".split()
@@ -160,8 +164,14 @@ def _is_skipped(parts: Parts) -> bool:
 
 
 def _is_not_an_image(name: str) -> bool:
-    """A file named as a document, table, notebook or array (NOT_IMAGE_SUFFIXES): never read."""
+    """A file named as a document, table, notebook or array (NOT_IMAGE_SUFFIXES)."""
     return os.path.splitext(name)[1].lower() in NOT_IMAGE_SUFFIXES
+
+
+def _beside_the_classes(bad_parts: list[Parts], image_parts) -> set[int]:
+    """The bad files (by index) that are documents lying where no image lies: above the class folders."""
+    image_depths = {len(parts) for parts in image_parts}
+    return {index for index, parts in enumerate(bad_parts) if _is_not_an_image(parts[-1]) and len(parts) not in image_depths}
 
 
 def _shown_name(path: Path, parts: Parts) -> str:
@@ -186,7 +196,7 @@ def _directory_entries(root: Path) -> tuple[int, Iterator[Entry]]:
             dir_names.clear()
             continue
         dir_names[:] = sorted(name for name in dir_names if not _is_skipped((name,)))
-        file_names = sorted(name for name in file_names if not _is_skipped((name,)) and not _is_not_an_image(name))
+        file_names = sorted(name for name in file_names if not _is_skipped((name,)))
         for name in dir_names + file_names:
             _refuse_link_outside(root, real_root, Path(current) / name)
         folders.extend(relative + (name,) for name in dir_names)
@@ -286,7 +296,7 @@ def _tar_entries(archive_path: Path) -> Iterator[Entry]:
         with tarfile.open(archive_path, "r|*") as archive:
             for member in archive:
                 parts = member_parts(member.name)
-                if not parts or _is_skipped(parts) or (not member.isdir() and _is_not_an_image(parts[-1])):
+                if not parts or _is_skipped(parts):
                     continue
                 if member.isdir():
                     yield parts, None
@@ -305,8 +315,7 @@ def _zip_entries(archive_path: Path) -> tuple[int, Iterator[Entry]]:
         archive = zipfile.ZipFile(archive_path)
     except ZIP_READ_ERRORS as error:
         raise DataError(f"{archive_path} is not a readable zip archive: {error}") from None
-    members = [member for member in archive.infolist() if not _is_skipped(parts := member_parts(zip_member_name(member)))
-               and (member.is_dir() or not parts or not _is_not_an_image(parts[-1]))]
+    members = [member for member in archive.infolist() if not _is_skipped(member_parts(zip_member_name(member)))]
 
     def entries() -> Iterator[Entry]:
         with archive:

@@ -339,19 +339,23 @@ def test_a_given_validation_folder_adds_to_train_and_split_names_may_be_capitali
     np.testing.assert_array_equal(dataset.test.materialize().images, plain.test.materialize().images)
 
 
-def test_documents_beside_the_images_are_not_read(tmp_path):
-    folder = make_flat_folder(tmp_path / "data")
+def test_documents_beside_the_class_folders_are_left_out_and_inside_one_are_bad_images(tmp_path):
+    folder = make_split_folder(tmp_path / "data" / "wrapper")
     clean = load_imagefolder(folder, progress=False)
     (folder / "README.txt").write_text("cats and dogs, 2024")
-    (folder / "labels.csv").write_text("file,label\n")
-    (folder / "cat" / "notes.MD").write_text("# notes")
-    (folder / "dog" / "analysis.ipynb").write_text("{}")
+    (folder / "labels.CSV").write_text("file,label\n")
+    (folder / "train" / "notes.md").write_text("# notes")
 
-    for source in (folder, zip_folder(folder, tmp_path / "data.zip"), tar_folder(folder, tmp_path / "data.tar")):
+    for source in (folder, zip_folder(tmp_path / "data", tmp_path / "data.zip"), tar_folder(tmp_path / "data", tmp_path / "data.tar")):
         dataset = load_imagefolder(source, progress=False)
-        assert dataset.class_names == ["cat", "dog"]
+        assert dataset.class_names == ["cat", "dog"] and dataset.skipped == []
         np.testing.assert_array_equal(dataset.train.materialize().images, clean.train.materialize().images)
-    assert load_imagefolder(folder, progress=False).checksum == clean.checksum
+
+    (folder / "train" / "dog" / "analysis.ipynb").write_text("{}")  # among the images: maybe one mislabelled
+    with pytest.raises(DataError, match=r"cannot read image .*train/dog/analysis\.ipynb \(UnidentifiedImageError"):
+        load_imagefolder(folder, progress=False)
+    skipped = load_imagefolder(folder, progress=False, on_bad_image="skip")
+    assert [item["path"] for item in skipped.skipped] == ["train/dog/analysis.ipynb"]
 
 
 def test_two_class_folders_linked_to_one_folder_are_two_classes(tmp_path):
@@ -432,7 +436,7 @@ def png_header_claiming(width: int, height: int) -> bytes:
 
 def test_every_unreadable_file_is_named_in_one_error(tmp_path):
     folder = make_flat_folder(tmp_path / "data")
-    (folder / "cat" / "notes.dat").write_text("not an image")
+    (folder / "cat" / "notes.txt").write_text("not an image")
     (folder / "dog" / "bomb.png").write_bytes(png_header_claiming(20_000, 20_000))
 
     with pytest.raises(DataError) as raised:
@@ -440,20 +444,20 @@ def test_every_unreadable_file_is_named_in_one_error(tmp_path):
 
     message = str(raised.value)
     assert message.startswith("cannot read 2 images: ")
-    assert "cat/notes.dat (UnidentifiedImageError" in message and "dog/bomb.png (DecompressionBombError" in message
+    assert "cat/notes.txt (UnidentifiedImageError" in message and "dog/bomb.png (DecompressionBombError" in message
     assert "data.on_bad_image: skip" in message and "\n" not in message
 
 
 def test_skip_leaves_bad_files_out_and_lists_them(tmp_path):
     folder = make_flat_folder(tmp_path / "data")
     clean = load_imagefolder(folder, progress=False)
-    (folder / "cat" / "notes.dat").write_text("not an image")
+    (folder / "cat" / "notes.txt").write_text("not an image")
     (folder / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
 
     dataset = load_imagefolder(folder, progress=False, on_bad_image="skip")
 
     np.testing.assert_array_equal(dataset.train.materialize().images, clean.train.materialize().images)
-    assert [item["path"] for item in dataset.skipped] == ["cat/notes.dat", "dog/broken.png"]
+    assert [item["path"] for item in dataset.skipped] == ["cat/notes.txt", "dog/broken.png"]
     assert all(item["reason"] for item in dataset.skipped)
     assert clean.skipped == []
 
