@@ -304,8 +304,14 @@ def _tar_entries(archive_path: Path) -> Iterator[Entry]:
                     yield parts, _too_large(member.size, MAX_IMAGE_FILE_BYTES)  # the stream skips it unread
                 elif member.isfile():
                     yield parts, read_at_most(archive.extractfile(member), MAX_IMAGE_FILE_BYTES)
-                else:  # a stream cannot go back for a link's target: tar's --hard-dereference stores copies
-                    yield parts, Unreadable(f"a {tar_member_type(member)}, not a file; an archive of images is read file by file")
+                elif member.islnk():  # a duplicate photo; a stream cannot go back for its target's bytes
+                    yield parts, Unreadable(f"a {tar_member_type(member)}, which a tar stream cannot read back; "
+                                            "archive the folder with tar --hard-dereference")
+                else:
+                    raise DataError(
+                        f"{archive_path}:{member.name} is a {tar_member_type(member)}; "
+                        "an image folder archive may hold only regular files and folders"
+                    )
     except TAR_READ_ERRORS as error:
         raise DataError(f"{archive_path} is not a readable tar archive: {error}") from None
 

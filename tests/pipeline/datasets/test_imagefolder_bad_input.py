@@ -269,18 +269,23 @@ def test_a_damaged_zip_member_is_a_bad_image_the_others_still_read(tmp_path):
     assert [item["path"] for item in skipped.skipped] == ["cat/0.png"] and len(skipped.train) == 7
 
 
-def test_links_in_a_tar_are_bad_files_that_skip_leaves_out(tmp_path):
+def test_a_hard_link_in_a_tar_is_a_bad_file_that_skip_leaves_out_and_a_symlink_is_refused(tmp_path):
     folder = make_flat_folder(tmp_path / "data")
     os.link(folder / "cat" / "0.png", folder / "cat" / "hard.png")
-    os.symlink("0.png", folder / "dog" / "soft.png")
     archive = tar_folder(folder, tmp_path / "data.tar")
 
     with pytest.raises(DataError) as raised:
         load_imagefolder(archive, progress=False)
-    assert "data.tar:cat/hard.png (a hard link to 'cat/0.png', not a file; an archive of images is read file by file)" in str(raised.value)
-    assert "data.tar:dog/soft.png (a symlink to '0.png', not a file;" in str(raised.value)
+    assert str(raised.value) == (
+        f"cannot read image {archive}:cat/hard.png (a hard link to 'cat/0.png', which a tar stream cannot read back; "
+        "archive the folder with tar --hard-dereference); set data.on_bad_image: skip to leave them out"
+    )
     skipped = load_imagefolder(archive, progress=False, on_bad_image="skip")
-    assert sorted(item["path"] for item in skipped.skipped) == ["cat/hard.png", "dog/soft.png"] and len(skipped.train) == 6
+    assert [item["path"] for item in skipped.skipped] == ["cat/hard.png"] and len(skipped.train) == 6
+
+    os.symlink("0.png", folder / "dog" / "soft.png")
+    with pytest.raises(DataError, match=r"linked\.tar:dog/soft\.png is a symlink to '0\.png'; an image folder archive may hold only regular files"):
+        load_imagefolder(tar_folder(folder, tmp_path / "linked.tar"), progress=False, on_bad_image="skip")
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="macOS file systems refuse names that are not UTF-8")
