@@ -413,8 +413,8 @@ def _layout(image_paths, folders: set[Parts], path: Path, skipped: list[Parts] =
         split = _split_of(parts[depth]) if is_split else "train"
         if split and len(parts) == class_depth:
             raise DataError(
-                f"{_shown_name(path, parts)} is not in a class folder: an image without a label cannot be trained "
-                f"on or scored; move it into its class's folder or out of {path}"
+                f"{_shown_name(path, parts)} does not fit an image-folder layout: it is not in a class folder, and an "
+                f"image without a label cannot be trained on or scored; move it into its class's folder or out of {path}"
             )
         if len(parts) != class_depth + 1 or split is None:
             raise DataError(f"{_shown_name(path, parts)} does not fit an image-folder layout; {_LAYOUTS_HELP}")

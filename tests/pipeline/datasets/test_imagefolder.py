@@ -4,7 +4,6 @@ import os
 import tarfile
 import tracemalloc
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -312,7 +311,7 @@ def test_image_outside_any_class_folder_is_named(tmp_path):
     folder = make_flat_folder(tmp_path / "data")
     save(folder / "stray.png", Image.new("RGB", (4, 4)))
 
-    with pytest.raises(DataError, match=r"stray\.png is not in a class folder: an image without a label cannot be trained on or scored"):
+    with pytest.raises(DataError, match=r"stray\.png does not fit an image-folder layout: it is not in a class folder, and an image without a label cannot be trained on or scored"):
         load_imagefolder(folder, progress=False)
 
 
@@ -320,7 +319,7 @@ def test_an_unlabelled_test_folder_is_named_with_the_fix(tmp_path):
     make_flat_folder(tmp_path / "data" / "train")
     save(tmp_path / "data" / "test" / "0.png", Image.new("RGB", (4, 4)))  # Kaggle's test/: images, no classes
 
-    with pytest.raises(DataError, match=r"test/0\.png is not in a class folder: .*move it into its class's folder or out of"):
+    with pytest.raises(DataError, match=r"test/0\.png does not fit an image-folder layout: it is not in a class folder, .*move it into its class's folder or out of"):
         load_imagefolder(tmp_path / "data", progress=False)
 
 
