@@ -133,8 +133,12 @@ def decoded_in_order(
     hash_bytes : also give each file's sha256 (a directory's checksum is made of them).
     workers : processes that decode what is left once `serial_seconds` (None: SERIAL_SECONDS) have passed
     (None: decode_workers()); at most BATCHES_PER_WORKER * workers batches of bytes wait in memory at a time.
+    The workers are spawned, as multiprocessing does on macOS and Windows: a script of your own that reads
+    a large folder this way needs the usual `if __name__ == "__main__":` guard (the stages have it).
     """
     workers = decode_workers() if workers is None else workers
+    if multiprocessing.current_process().daemon:  # a daemonic process may not start children
+        workers = 1
     entries = iter(entries)
     deadline = time.monotonic() + (SERIAL_SECONDS if serial_seconds is None else serial_seconds)
     for entry in entries:
