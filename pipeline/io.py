@@ -11,6 +11,16 @@ from pathlib import Path
 import numpy as np
 
 
+def _read_umask() -> int:
+    """The process's umask: reading it means setting it, so it is read once, at import, before any thread."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
@@ -19,6 +29,7 @@ def atomic_path(path: str | Path):
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     temporary = Path(temporary)
+    os.chmod(temporary, 0o666 & ~UMASK)  # mkstemp's 0600 would make the output private
     try:
         yield temporary
         os.replace(temporary, path)
@@ -32,6 +43,7 @@ def atomic_directory(path: str | Path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(temporary, 0o777 & ~UMASK)  # mkdtemp's 0700 would make the output private
     try:
         yield temporary
         if path.exists():

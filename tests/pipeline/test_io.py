@@ -49,3 +49,22 @@ def test_arrays_named_to_skip_are_left_out(tmp_path):
     save_arrays(tmp_path / "x.npz", train=np.zeros((2, 3)), train_mirrored=np.ones((2, 3)))
     assert set(load_arrays(tmp_path / "x.npz", skip=("train_mirrored",))) == {"train"}
     assert set(load_arrays(tmp_path / "x.npz")) == {"train", "train_mirrored"}
+
+
+def test_outputs_get_the_permissions_the_umask_gives_not_private_ones(tmp_path):
+    """mkstemp and mkdtemp make 0600 files and 0700 folders: outputs others on a shared disk must read."""
+    import os
+    import stat
+
+    import pytest
+
+    from pipeline.io import UMASK, atomic_directory, atomic_path
+
+    if UMASK & 0o044:
+        pytest.skip(f"umask {UMASK:04o} keeps files from others anyway: mkstemp's 0600 is what it gives")
+    with atomic_path(tmp_path / "a.json") as temporary:
+        temporary.write_text("{}")
+    with atomic_directory(tmp_path / "folder") as temporary:
+        (temporary / "x").write_text("x")
+    assert stat.S_IMODE(os.stat(tmp_path / "a.json").st_mode) == 0o666 & ~UMASK
+    assert stat.S_IMODE(os.stat(tmp_path / "folder").st_mode) == 0o777 & ~UMASK
