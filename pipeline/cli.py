@@ -34,7 +34,12 @@ def experiment_overrides(name: str) -> list[str]:
 
 def command_run(args) -> int:
     command = ["dvc", "exp", "run", "-n", args.name]
-    for override in experiment_overrides(args.name) + (args.set or []):
+    overrides = experiment_overrides(args.name) + (args.set or [])
+    from pipeline.params import check_overrides
+
+    # checked first: `dvc exp run` writes the overrides into params.yaml, and a bad one would stay there
+    check_overrides(overrides)
+    for override in overrides:
         command += ["-S", override]
     print("+ " + " ".join(command), flush=True)
     # every stage of this experiment logs under one parent run in MLflow (see tracking.run_group)
@@ -387,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = commands.add_parser("ui", help="open the MLflow UI on the project's store")
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=whole_number_in(1, 65535), default=5000, help="the port to serve on (default: %(default)s)")
     ui.add_argument("--no-browser", action="store_true", help="only print the address of the runs table")
     ui.set_defaults(handler=command_ui)
 
@@ -432,9 +437,24 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("-S", "--set", action="append", metavar="KEY=VALUE", help="extra override for every point, e.g. mlp.epochs=5")
         sub.add_argument("--points", help="only these points, comma-separated labels (see the report's table)")
         if verb == "run":
-            sub.add_argument("-j", "--jobs", type=int, default=1, help="experiments run at once (default: %(default)s)")
+            sub.add_argument("-j", "--jobs", type=whole_number_in(1, 64), default=1, help="experiments run at once (default: %(default)s)")
         sub.set_defaults(handler=handler)
     return parser
+
+
+def whole_number_in(lowest: int, highest: int):
+    """An argparse type: a whole number from lowest to highest, else argparse's one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not lowest <= value <= highest:
+            raise argparse.ArgumentTypeError(f"must be from {lowest} to {highest}, got {value}")
+        return value
+
+    return parse
 
 
 REEXEC_MARK = "FEATUREBENCH_CLI_OF_PROJECT"

@@ -7,6 +7,7 @@ ValidationError becomes one ParamsError line naming the dotted key, the allowed 
 found. Rules across keys (a grid larger than its budget, a feature set naming an unconfigured
 extractor, overrides) are model validators of the same models.
 """
+import copy
 import re
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
@@ -390,6 +391,43 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise ParamsError(f"{path} must be a mapping of sections ({', '.join(Params.model_fields)}); got {_shown(raw)}")
     return _validated(Params, raw, "", file_name=path.name)
+
+
+def with_overrides(raw: dict, overrides: list[str]) -> dict:
+    """A copy of params `raw` with `dvc exp run -S` overrides applied in order: KEY=VALUE, +KEY=VALUE and
+    ++KEY=VALUE set a dotted key (values read as YAML, as DVC reads them), ~KEY removes one."""
+    merged = copy.deepcopy(raw)
+    for item in overrides:
+        removal = item.startswith("~")
+        key, equals, value = item.lstrip("~+").partition("=")
+        if not key or (not equals and not removal):
+            raise ParamsError(f"-S {item}: expected KEY=VALUE, e.g. mlp.epochs=5")
+        *path, last = key.split(".")
+        parent = merged
+        for depth, part in enumerate(path):
+            child = parent.setdefault(part, {}) if not removal else parent.get(part)
+            if not isinstance(child, dict):
+                if removal and child is None:
+                    break
+                raise ParamsError(f"-S {item}: {'.'.join(path[: depth + 1])} is not a section that holds {key}")
+            parent = child
+        else:
+            if removal:
+                parent.pop(last, None)
+            else:
+                parent[last] = yaml.safe_load(value) if value.strip() else None
+    return merged
+
+
+def check_overrides(overrides: list[str], path: str | Path = "params.yaml", raw: dict | None = None) -> Params:
+    """params.yaml (or its contents, `raw`) with `dvc exp run -S` overrides applied, checked as a stage would
+    check it: a bad override is refused before any experiment is queued or params.yaml is rewritten."""
+    if raw is None:
+        raw = read_yaml(path) if Path(path).exists() else None
+        if not isinstance(raw, dict):
+            return load_params(path)  # its own message for a missing or malformed file
+    file_name = f"{Path(path).name} with -S {' '.join(overrides)}" if overrides else Path(path).name
+    return _validated(Params, with_overrides(raw, overrides), "", file_name=file_name)
 
 
 def _validated(model: type[BaseModel], data: dict, where: str, file_name: str = "params.yaml"):

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from pipeline import tracking
+from pipeline.params import check_overrides
 from pipeline.studies.definitions import Point, Study
 
 
@@ -91,6 +92,7 @@ def plan(study: Study, params: dict, data: str | None = None, extra: list[str] =
     for point in points:
         settings = {**study.settings, **data_overrides(data), **point.overrides, **extra_settings}  # later wins
         overrides = tuple(removals(study, params) + [f"++{key}={format_value(value)}" for key, value in settings.items()])
+        check_overrides(list(overrides), raw=params)  # a bad -S is refused here, naming the key, not after every point failed
         # params.yaml is in the digest too: an uncommitted change to it is part of what a queued point runs
         digest = hashlib.sha256(json.dumps([overrides, point.runs, params], sort_keys=True, default=str).encode()).hexdigest()[:7]
         name = re.sub(r"[^A-Za-z0-9_-]", "_", f"{study.name}-{point.label}") + f"-{digest}"
@@ -107,7 +109,7 @@ def dvc(*arguments: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def existing_experiments() -> set[str]:
-    """Names of the DVC experiments of the current commit (finished ones: DVC keeps no failed experiment)."""
+    """Names of the DVC experiments of the current commit that finished (`exp ls` leaves out failed ones)."""
     return {line.strip() for line in dvc("exp", "ls", "--name-only").stdout.splitlines() if line.strip()}
 
 
@@ -144,11 +146,14 @@ def training_stage(run: str) -> str:
 
 def read_results(planned: list[PlannedPoint]) -> dict[str, dict[str, dict]]:
     """{point label: {run: metrics}} for the points DVC holds, read from `dvc exp show --json`."""
-    shown = json.loads(dvc("exp", "show", "--json", "--no-fetch").stdout or "[]")
+    # failed and queued points would be listed with the baseline's metrics, as if they were theirs
+    shown = json.loads(dvc("exp", "show", "--json", "--no-fetch", "--hide-failed", "--hide-queued").stdout or "[]")
     by_name = {}
     for baseline in shown:
         for experiment in baseline.get("experiments") or []:
             revision = experiment["revs"][0]
+            if revision.get("error") or (experiment.get("executor") or {}).get("state") in ("failed", "queued", "running"):
+                continue
             by_name[experiment.get("name") or revision.get("name")] = (revision.get("data") or {}).get("metrics") or {}
     results = {}
     for item in planned:

@@ -3,6 +3,7 @@ temporary git + DVC repository, checked against `dvc exp show` and the MLflow st
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -175,3 +176,47 @@ def test_point_names_change_with_params_yaml():
     study = get_study("depth")
     changed = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), {"data": {"shapes": {"n_train": 500}}})
     assert runner.plan(study, params)[0].name != runner.plan(study, changed)[0].name
+
+
+def test_a_bad_override_is_refused_naming_the_key_before_anything_is_queued(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    for override, named in (("mlp.epochs=abc", "mlp.epochs must be an integer"), ("nosuch.key=1", "unknown key(s) nosuch")):
+        assert main(["study", "run", "depth", "-S", override]) == 2
+        error = capsys.readouterr().err
+        assert named in error and "Traceback" not in error and len(error.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as usage:
+        main(["study", "run", "depth", "-j", "0"])
+    assert usage.value.code == 2 and "-j/--jobs: must be from 1 to 64, got 0" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["params.yaml"]  # nothing queued, nothing written
+
+
+def test_a_point_that_failed_is_reported_missing_not_with_the_baselines_numbers(tmp_path):
+    """DVC lists a failed queued experiment in `exp show` with its baseline's metrics: the report must not."""
+    from tests.pipeline.datasets.test_imagefolder import make_flat_folder
+
+    project = tmp_path / "project"
+    _, env = make_project(project, deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY))
+    one_class = make_flat_folder(tmp_path / "one-class", classes=("cat",))  # prepare refuses a single class
+    command = [sys.executable, "-m", "pipeline.cli", "study", "run", "depth", "--points", "depth0", "--data", str(one_class)]
+    result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 point(s) failed: depth-depth0-" in result.stderr
+    report = (project / "reports/studies/depth.md").read_text()
+    assert "0 of 1 points done" in report
+    [row] = [line for line in report.splitlines() if line.startswith("| depth0 |")]
+    assert "| not run |" in row and not re.search(r"\d\.\d{4}", row)  # no accuracy shown for it
+
+
+def test_featurebench_run_refuses_a_bad_override_and_leaves_params_yaml_as_it_was(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    text = (ROOT / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(text)
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "quick.yaml").write_text((ROOT / "experiments" / "quick.yaml").read_text())
+
+    assert main(["run", "quick", "-S", "linear.epochs=abc"]) == 2
+
+    assert "linear.epochs must be an integer" in capsys.readouterr().err
+    assert (tmp_path / "params.yaml").read_text() == text
