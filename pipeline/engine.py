@@ -11,7 +11,9 @@ every task gets it by reference; a task lost with its node runs again elsewhere 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import secrets
 import socket
 import sys
 from contextlib import contextmanager
@@ -80,9 +82,32 @@ def _map_on_ray(function, items: list, shared, cpus_per_task: int, gpus_per_task
         for item in items:
             pending.append(task.remote(function, shared_ref, item, cpus_per_task))
             if len(pending) >= window:
-                yield ray.get(pending.popleft())
+                yield _result_of(pending.popleft())
         while pending:
-            yield ray.get(pending.popleft())
+            yield _result_of(pending.popleft())
+
+
+def _result_of(reference):
+    """ray.get, with a task's own error raised as itself (a stage's one-line ValueError stays one line, not
+    Ray's coloured remote traceback), and Ray's failures (a worker lost past its retries) as EngineError."""
+    import ray
+
+    try:
+        return ray.get(reference)
+    except ray.exceptions.RayTaskError as error:
+        if isinstance(error.cause, Exception) and not isinstance(error.cause, ray.exceptions.RayError):
+            raise error.cause from error
+        raise EngineError(f"engine: ray: a task failed: {_first_line(error)}") from error
+    except ray.exceptions.RayError as error:
+        raise EngineError(
+            f"engine: ray: a task could not finish ({type(error).__name__}: {_first_line(error)}) after "
+            f"{MAX_RETRIES} retries; Ray's logs (/tmp/ray/session_latest/logs on each node) say why"
+        ) from error
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def _run_task(function, shared, item, cpus: int):
@@ -117,20 +142,43 @@ def ray_session():
     address = os.environ.get("RAY_ADDRESS") or "local"
     check_reachable(address)
     packages = [str(Path(__file__).resolve().parents[1] / name) for name in PROJECT_PACKAGES]
-    try:
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,  # workers' progress bars and warnings stay in Ray's logs
-            logging_level=logging.WARNING,
-            runtime_env={"py_modules": packages, "excludes": ["__pycache__"]},
-        )
-    except ConnectionError as error:
-        raise EngineError(
-            f"engine: ray cannot reach the Ray cluster at RAY_ADDRESS={address} ({error}); "
-            "start it there (`ray start --head`) or unset RAY_ADDRESS to run a local Ray instance"
-        ) from error
+    with _token_of_its_own() if address == "local" else contextlib.nullcontext():
+        try:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,  # workers' progress bars and warnings stay in Ray's logs
+                logging_level=logging.WARNING,
+                runtime_env={"py_modules": packages, "excludes": ["__pycache__"]},
+            )
+        except ConnectionError as error:
+            cause = error.__cause__ or error.__context__  # Ray's own reason, an AuthenticationError for one
+            why = f"{error}" + (f"; {type(cause).__name__}: {_first_line(cause)}" if cause else "")
+            raise EngineError(
+                f"engine: ray cannot reach the Ray cluster at RAY_ADDRESS={address} ({why}); "
+                "start it there (`ray start --head`) or unset RAY_ADDRESS to run a local Ray instance"
+            ) from error
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+@contextmanager
+def _token_of_its_own():
+    """A new local Ray instance turns token authentication on (Ray 2.60) and, finding no token, writes one
+    to ~/.ray/auth_token, where every later `ray start` on the machine finds it and switches to token mode
+    (so a cluster started by hand no longer takes its worker nodes). The instance gets a token of its own in
+    this process's environment instead, which its workers inherit; nothing is written. Where the user chose
+    (any RAY_AUTH_* variable, or a token file already there), Ray does as they set."""
+    if any(name in os.environ for name in AUTH_VARIABLES) or (Path.home() / ".ray" / "auth_token").exists():
+        yield
+        return
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     try:
         yield
     finally:
-        ray.shutdown()
+        os.environ.pop("RAY_AUTH_TOKEN", None)

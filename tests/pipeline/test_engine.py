@@ -271,3 +271,38 @@ def test_a_ray_address_nobody_listens_on_is_one_line_naming_it_and_the_fix(names
     errors = [line for line in lines if line.startswith("featurebench extract: error:")]
     assert errors == [errors[0]] and "RAY_ADDRESS=127.0.0.1:9" in errors[0] and "ray start --head" in errors[0]
     assert "Traceback" not in "\n".join(lines)
+
+
+TASK_ERROR_SCRIPT = """
+import json, os
+from pipeline.engine import EngineError, map_in_order
+
+def refuse_the_second(shared, item):
+    if item == 2:
+        raise ValueError(f"item {item} is not allowed")
+    return item
+
+outcome = {"token_file_before": os.path.exists(os.path.expanduser("~/.ray/auth_token"))}
+try:
+    list(map_in_order(refuse_the_second, [1, 2, 3], engine="ray"))
+except ValueError as error:  # EngineError is one too: told apart by its type's name
+    outcome.update(type=type(error).__name__, message=str(error))
+outcome["token_file_after"] = os.path.exists(os.path.expanduser("~/.ray/auth_token"))
+outcome["token_left_in_environment"] = "RAY_AUTH_TOKEN" in os.environ
+print(json.dumps(outcome))
+"""
+
+
+def test_a_task_s_own_error_comes_back_as_itself_and_a_local_instance_writes_no_token_file(namespace, tmp_path):
+    """A ValueError in a Ray task is the stage's one line, not Ray's remote traceback; and a local instance
+    started with token authentication on (Ray's default, RAY_AUTH_MODE unset) leaves no ~/.ray/auth_token
+    for later `ray start`s on the machine to find."""
+    (tmp_path / "script.py").write_text(TASK_ERROR_SCRIPT)
+    home = tmp_path / "home"
+    home.mkdir()
+    lines = namespace.run(f"env -u RAY_AUTH_MODE HOME={home} PYTHONPATH={ROOT} python {tmp_path / 'script.py'}")
+    outcome = json.loads(next(line for line in lines if line.startswith("{")))
+    assert outcome == {
+        "token_file_before": False, "type": "ValueError", "message": "item 2 is not allowed",
+        "token_file_after": False, "token_left_in_environment": False,
+    }
