@@ -165,6 +165,7 @@ def ray_session():
 
 
 AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+_PROCESS_TOKEN = secrets.token_hex(32)
 
 
 @contextmanager
@@ -177,8 +178,10 @@ def _token_of_its_own():
     if any(name in os.environ for name in AUTH_VARIABLES) or (Path.home() / ".ray" / "auth_token").exists():
         yield
         return
-    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    # one token a process: Ray's token loader keeps the first it read. The mode is left to Ray, which turns it on.
+    os.environ["RAY_AUTH_TOKEN"] = _PROCESS_TOKEN
     try:
         yield
-    finally:
-        os.environ.pop("RAY_AUTH_TOKEN", None)
+    finally:  # as before, so that a second instance in this process gets a token of its own too
+        for name in AUTH_VARIABLES:
+            os.environ.pop(name, None)

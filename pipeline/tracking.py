@@ -712,11 +712,20 @@ def download_artifacts(run_id: str, path: str, destination: Path) -> Path:
 
     _quiet_downloads()
     mlflow.set_tracking_uri(existing_store_uri())
+    missing = f"run {run_id} has no {path}/ in the MLflow store {tracking_uri()}"
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+    except MlflowException:
+        raise FileNotFoundError(f"{missing}: there is no such run (`featurebench compare` lists the runs and their ids)") from None
+    role = run.data.tags.get(ROLE_TAG)
+    if role in ("group", "study"):
+        raise FileNotFoundError(f"{missing}: it is a {'study' if role == 'study' else 'run group'}, not a training run; "
+                                "give one of the runs under it (a stage's run holds the model)")
     try:
         return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(destination)))
     except (MlflowException, OSError) as error:
         message = getattr(error, "message", str(error)).splitlines()[0]
-        raise FileNotFoundError(f"run {run_id} has no {path}/ in the MLflow store {tracking_uri()} ({message})") from None
+        raise FileNotFoundError(f"{missing} ({message})") from None
 
 
 def load_model(run_id: str):

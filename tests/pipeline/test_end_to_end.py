@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 
+import mlflow
 import pytest
 
 from tests.pipeline.conftest import expected_runs, run, stage_runs
@@ -106,6 +107,10 @@ def test_a_logged_model_has_a_signature_and_predicts_on_image_files_in_one_call(
     unknown = subprocess.run(["featurebench", "predict", "0" * 32, paths[0]], cwd=project, env=env, capture_output=True, text=True)
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
     assert f"featurebench predict: error: run {'0' * 32} has no featurizer/ in the MLflow store" in unknown.stderr
+    assert ": there is no such run (`featurebench compare` lists the runs and their ids)" in unknown.stderr
+    group_run = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(bovw_run).data.tags["mlflow.parentRunId"]
+    grouped = subprocess.run(["featurebench", "predict", group_run, paths[0]], cwd=project, env=env, capture_output=True, text=True)
+    assert grouped.returncode == 2 and ": it is a run group, not a training run; give one of the runs under it" in grouped.stderr
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(project)
     assert predict_images(mlp_run, paths) == expected[mlp_run]

@@ -287,8 +287,9 @@ try:
     list(map_in_order(refuse_the_second, [1, 2, 3], engine="ray"))
 except ValueError as error:  # EngineError is one too: told apart by its type's name
     outcome.update(type=type(error).__name__, message=str(error))
+outcome["second_instance"] = list(map_in_order(lambda shared, item: item * 2, [1, 2], engine="ray"))
 outcome["token_file_after"] = os.path.exists(os.path.expanduser("~/.ray/auth_token"))
-outcome["token_left_in_environment"] = "RAY_AUTH_TOKEN" in os.environ
+outcome["token_left_in_environment"] = "RAY_AUTH_TOKEN" in os.environ or "RAY_AUTH_MODE" in os.environ
 print(json.dumps(outcome))
 """
 
@@ -304,5 +305,5 @@ def test_a_task_s_own_error_comes_back_as_itself_and_a_local_instance_writes_no_
     outcome = json.loads(next(line for line in lines if line.startswith("{")))
     assert outcome == {
         "token_file_before": False, "type": "ValueError", "message": "item 2 is not allowed",
-        "token_file_after": False, "token_left_in_environment": False,
+        "second_instance": [2, 4], "token_file_after": False, "token_left_in_environment": False,
     }
