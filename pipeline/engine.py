@@ -117,18 +117,36 @@ def _run_task(function, shared, item, cpus: int):
     return function(shared, item)
 
 
+# The opening of an HTTP/2 connection (RFC 9113: the preface and an empty SETTINGS frame), as a gRPC client sends it
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 def check_reachable(address: str, seconds: float = 10) -> None:
-    """Refuse a host:port nothing listens on at once: ray.init would retry it for minutes."""
+    """Refuse a host:port nothing listens on at once: ray.init would retry it for minutes. Refuse as well
+    one that answers as a web server (Ray's dashboard, 8265, instead of its GCS port, 6379): ray.init
+    would wait on it forever. Any other answer, or none, is left to Ray (a TLS cluster answers otherwise)."""
     host, _, port = address.rpartition(":")
     if "://" in address or not host or not port.isdigit():
         return  # "local", "auto", ray://...: Ray resolves those itself
     try:
-        socket.create_connection((host, int(port)), timeout=seconds).close()
+        connection = socket.create_connection((host, int(port)), timeout=seconds)
     except OSError as error:
         raise EngineError(
             f"engine: ray cannot reach the Ray cluster at RAY_ADDRESS={address} ({error.strerror or error}); "
             "start it there (`ray start --head`) or unset RAY_ADDRESS to run a local Ray instance"
         ) from error
+    with connection:
+        try:
+            connection.settimeout(min(seconds, 3))
+            connection.sendall(HTTP2_PREFACE)
+            answer = connection.recv(16)
+        except OSError:
+            return
+    if answer.startswith(b"HTTP/") or answer.lstrip().startswith(b"<"):  # a status line, or an HTML page (HTTP/0.9 style)
+        raise EngineError(
+            f"engine: ray: RAY_ADDRESS={address} answers as a web server, not as a Ray cluster's GCS; give the "
+            "head node's GCS port (`ray start --head --port`, 6379 by default), not the dashboard's (8265)"
+        )
 
 
 @contextmanager

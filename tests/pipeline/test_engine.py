@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import socket
 import threading
 import uuid
 from pathlib import Path
@@ -307,3 +308,25 @@ def test_a_task_s_own_error_comes_back_as_itself_and_a_local_instance_writes_no_
         "token_file_before": False, "type": "ValueError", "message": "item 2 is not allowed",
         "second_instance": [2, 4], "token_file_after": False, "token_left_in_environment": False,
     }
+
+
+def test_a_ray_address_that_answers_as_a_web_server_is_refused_not_waited_on():
+    """Ray's dashboard port (or any HTTP server) given as RAY_ADDRESS: ray.init would wait forever."""
+    import http.server
+
+    from pipeline.engine import EngineError, check_reachable
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        address = f"127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(EngineError, match=rf"RAY_ADDRESS={address} answers as a web server, not as a Ray cluster's GCS"):
+            check_reachable(address)
+    finally:
+        server.shutdown()
+        server.server_close()
+    silent = socket.create_server(("127.0.0.1", 0))  # listens, never answers: left to Ray
+    try:
+        check_reachable(f"127.0.0.1:{silent.getsockname()[1]}", seconds=1)
+    finally:
+        silent.close()
