@@ -117,6 +117,13 @@ def _run_task(function, shared, item, cpus: int):
     return function(shared, item)
 
 
+def unreachable(address: str, why: str) -> EngineError:
+    return EngineError(
+        f"engine: ray cannot reach the Ray cluster at RAY_ADDRESS={address} ({why}); "
+        "start it there (`ray start --head`) or unset RAY_ADDRESS to run a local Ray instance"
+    )
+
+
 # The opening of an HTTP/2 connection (RFC 9113: the preface and an empty SETTINGS frame), as a gRPC client sends it
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
@@ -131,10 +138,7 @@ def check_reachable(address: str, seconds: float = 10) -> None:
     try:
         connection = socket.create_connection((host, int(port)), timeout=seconds)
     except OSError as error:
-        raise EngineError(
-            f"engine: ray cannot reach the Ray cluster at RAY_ADDRESS={address} ({error.strerror or error}); "
-            "start it there (`ray start --head`) or unset RAY_ADDRESS to run a local Ray instance"
-        ) from error
+        raise unreachable(address, error.strerror or str(error)) from error
     with connection:
         try:
             connection.settimeout(min(seconds, 3))
@@ -172,10 +176,7 @@ def ray_session():
         except ConnectionError as error:
             cause = error.__cause__ or error.__context__  # Ray's own reason, an AuthenticationError for one
             why = f"{error}" + (f"; {type(cause).__name__}: {_first_line(cause)}" if cause else "")
-            raise EngineError(
-                f"engine: ray cannot reach the Ray cluster at RAY_ADDRESS={address} ({why}); "
-                "start it there (`ray start --head`) or unset RAY_ADDRESS to run a local Ray instance"
-            ) from error
+            raise unreachable(address, why) from error
         try:
             yield
         finally:

@@ -393,15 +393,23 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return _validated(Params, raw, "", file_name=path.name)
 
 
+def parse_assignment(item: str) -> tuple[str, object]:
+    """'mlp.epochs=5' (or +/++mlp.epochs=5) -> ('mlp.epochs', 5), the value read as YAML like `dvc exp run -S` reads it."""
+    key, equals, value = item.lstrip("+").partition("=")
+    if not equals or not key:
+        raise ParamsError(f"-S {item}: expected KEY=VALUE, e.g. mlp.epochs=5")
+    return key, yaml.safe_load(value)
+
+
 def with_overrides(raw: dict, overrides: list[str]) -> dict:
     """A copy of params `raw` with `dvc exp run -S` overrides applied in order: KEY=VALUE, +KEY=VALUE and
-    ++KEY=VALUE set a dotted key (values read as YAML, as DVC reads them), ~KEY removes one."""
+    ++KEY=VALUE set a dotted key (parse_assignment), ~KEY removes one."""
     merged = copy.deepcopy(raw)
     for item in overrides:
         removal = item.startswith("~")
-        key, equals, value = item.lstrip("~+").partition("=")
-        if not key or (not equals and not removal):
-            raise ParamsError(f"-S {item}: expected KEY=VALUE, e.g. mlp.epochs=5")
+        key, value = (item[1:].partition("=")[0], None) if removal else parse_assignment(item)
+        if not key:
+            raise ParamsError(f"-S {item}: expected ~KEY, e.g. ~extractors.bovw")
         *path, last = key.split(".")
         parent = merged
         for depth, part in enumerate(path):
@@ -415,7 +423,7 @@ def with_overrides(raw: dict, overrides: list[str]) -> dict:
             if removal:
                 parent.pop(last, None)
             else:
-                parent[last] = yaml.safe_load(value) if value.strip() else None
+                parent[last] = value
     return merged
 
 

@@ -41,7 +41,6 @@ class Unreadable:
     reason: str
 
 
-
 def decode_or_reason(data: bytes, image_size: int) -> np.ndarray | Unreadable:
     """`_decode_image`, or Unreadable(why) for a file Pillow cannot read: corrupt, truncated, empty,
     not an image, or over the decompression-bomb limit."""

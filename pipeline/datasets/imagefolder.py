@@ -101,8 +101,7 @@ def load_imagefolder(
     rows: dict[Parts, int] = {}
     folders: set[Parts] = set()
     file_sha256: dict[Parts, str] = {}
-    bad: list[dict] = []
-    bad_parts: list[Parts] = []
+    bad: list[tuple[Parts, str]] = []
     decoded = decoded_in_order(entries, image_size, hash_bytes=is_directory)
     # on an unreadable archive (or Ctrl-C), close it and stop the decoding workers now, not when the traceback is freed
     with closing(entries), closing(decoded):
@@ -110,19 +109,18 @@ def load_imagefolder(
             if image is None:
                 folders.add(parts)
             elif isinstance(image, Unreadable):
-                bad.append({"path": readable_path(parts), "reason": image.reason})
-                bad_parts.append(parts)
+                bad.append((parts, image.reason))
             else:
                 rows[parts] = staged.append(image)
                 if sha256 is not None:
                     file_sha256[parts] = sha256
-    documents = _beside_the_classes(bad_parts, rows)
-    bad = [item for index, item in enumerate(bad) if index not in documents]
-    bad_parts = [parts for index, parts in enumerate(bad_parts) if index not in documents]
-    if bad and on_bad_image == "error":
-        raise DataError(_bad_images_message(path, bad))
+    image_depths = {len(parts) for parts in rows}
+    bad = [(parts, reason) for parts, reason in bad if not _beside_the_classes(parts, image_depths)]
+    skipped = [{"path": readable_path(parts), "reason": reason} for parts, reason in bad]
+    if skipped and on_bad_image == "error":
+        raise DataError(_bad_images_message(path, skipped))
 
-    splits = _layout(rows.keys(), folders, path, skipped=bad_parts)
+    splits = _layout(rows.keys(), folders, path, skipped=[parts for parts, _ in bad])
     class_names = sorted(splits["train"])
     image_sets = {split: _image_set(classes, class_names, rows, staged) for split, classes in splits.items()}
     return RawDataset(
@@ -131,7 +129,7 @@ def load_imagefolder(
         test=image_sets.get("test"),
         source=f"imagefolder:{path}",
         checksum=_directory_checksum(file_sha256) if is_directory else sha256_file(path),
-        skipped=bad,
+        skipped=skipped,
     )
 
 
@@ -168,10 +166,10 @@ def _is_not_an_image(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in NOT_IMAGE_SUFFIXES
 
 
-def _beside_the_classes(bad_parts: list[Parts], image_parts) -> set[int]:
-    """The bad files (by index) that are documents lying where no image lies: above the class folders."""
-    image_depths = {len(parts) for parts in image_parts}
-    return {index for index, parts in enumerate(bad_parts) if _is_not_an_image(parts[-1]) and len(parts) not in image_depths}
+def _beside_the_classes(parts: Parts, image_depths: set[int]) -> bool:
+    """Whether a bad file is a document lying where no image lies (image_depths: the images' path lengths),
+    above the class folders."""
+    return _is_not_an_image(parts[-1]) and len(parts) not in image_depths
 
 
 def _shown_name(path: Path, parts: Parts) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from pipeline import tracking
-from pipeline.params import check_overrides
+from pipeline.params import check_overrides, parse_assignment
 from pipeline.studies.definitions import Point, Study
 
 
@@ -69,14 +69,6 @@ def removals(study: Study, params: dict) -> list[str]:
             if len(members) == 1 and members[0] not in unused:
                 dropped.append(f"++{section}.overrides.{feature_set}={format_value(settings)}")
     return dropped
-
-
-def parse_assignment(item: str) -> tuple[str, object]:
-    """'mlp.epochs=5' -> ('mlp.epochs', 5), the value read as YAML like `dvc exp run -S` reads it."""
-    key, equals, value = item.removeprefix("++").partition("=")
-    if not equals or not key:
-        raise ValueError(f"-S {item}: expected KEY=VALUE, e.g. mlp.epochs=5")
-    return key, yaml.safe_load(value)
 
 
 def plan(study: Study, params: dict, data: str | None = None, extra: list[str] = (), only: list[str] | None = None) -> list[PlannedPoint]:
@@ -146,12 +138,12 @@ def training_stage(run: str) -> str:
 
 def read_results(planned: list[PlannedPoint]) -> dict[str, dict[str, dict]]:
     """{point label: {run: metrics}} for the points DVC holds, read from `dvc exp show --json`."""
-    # failed and queued points would be listed with the baseline's metrics, as if they were theirs
-    shown = json.loads(dvc("exp", "show", "--json", "--no-fetch", "--hide-failed", "--hide-queued").stdout or "[]")
+    shown = json.loads(dvc("exp", "show", "--json", "--no-fetch").stdout or "[]")
     by_name = {}
     for baseline in shown:
         for experiment in baseline.get("experiments") or []:
             revision = experiment["revs"][0]
+            # a failed, queued or running point is listed with its baseline's metrics, as if they were its own
             if revision.get("error") or (experiment.get("executor") or {}).get("state") in ("failed", "queued", "running"):
                 continue
             by_name[experiment.get("name") or revision.get("name")] = (revision.get("data") or {}).get("metrics") or {}
